@@ -1,0 +1,37 @@
+# memlane: `make run` (install and demo), `make test` (lint, types, tests), `make bench`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test lint typecheck unit bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,ann]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/memlane --db "$(CURDIR)/.venv/demo.db" demo
+
+lint: install
+	$(BIN)/ruff check memlane tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy memlane
+
+unit: install
+	$(BIN)/pytest -n 2
+
+test: lint typecheck unit
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,50 @@
+"""memlane: long-term memory for LLM agents."""
+
+from .aio import AsyncMemory
+from .embed import Embedder, FakeEmbedder, MiniLMEmbedder
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    ConflictError,
+    FilterError,
+    InvalidInputError,
+    MemlaneError,
+    ModelError,
+    NotFoundError,
+    StoreError,
+    UsageError,
+)
+from .memory import Memory
+from .read.context import Context
+from .read.search import RECIPES, SearchConfig
+from .types import HistoryEvent, MemoryRecord, Message, Scope, SearchHit, SignalDetail
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RECIPES",
+    "AsyncMemory",
+    "BackendError",
+    "ConfigurationError",
+    "ConflictError",
+    "Context",
+    "Embedder",
+    "FakeEmbedder",
+    "FilterError",
+    "HistoryEvent",
+    "InvalidInputError",
+    "MemlaneError",
+    "Memory",
+    "MemoryRecord",
+    "Message",
+    "MiniLMEmbedder",
+    "ModelError",
+    "NotFoundError",
+    "Scope",
+    "SearchConfig",
+    "SearchHit",
+    "SignalDetail",
+    "StoreError",
+    "UsageError",
+    "__version__",
+]

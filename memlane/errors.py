@@ -1,0 +1,65 @@
+"""Every error memlane raises, in one tree.
+
+    MemlaneError
+    ├── UsageError               the caller asked for something invalid; nothing changed
+    │   ├── InvalidInputError    bad text, timestamp, scope, metadata or file
+    │   ├── FilterError          a filter that does not parse (unknown field or operator)
+    │   └── ConfigurationError   an unknown store location or a missing optional extra
+    ├── NotFoundError            no such memory in the caller's scope
+    ├── ConflictError            a concurrent writer changed the memory first; retry
+    └── BackendError             the store or a model failed at run time
+        ├── StoreError           a database error, translated at the store boundary
+        └── ModelError           an embedding model failed to load or run
+
+Misuse (``UsageError``) is kept apart from run-time failure (``BackendError``) so that
+callers can retry the second and must fix the first.
+"""
+
+from __future__ import annotations
+
+
+class MemlaneError(Exception):
+    """Base class of every error raised by memlane."""
+
+
+class UsageError(MemlaneError):
+    """The request was invalid; nothing was changed."""
+
+
+class InvalidInputError(UsageError, ValueError):
+    """Bad input: empty or oversized text, a malformed timestamp, an unknown scope field."""
+
+
+class FilterError(UsageError, ValueError):
+    """A filter that does not parse: unknown field, unknown operator or a wrongly typed value."""
+
+
+class ConfigurationError(UsageError):
+    """An unknown store location, or an optional dependency that is not installed."""
+
+
+class NotFoundError(MemlaneError, LookupError):
+    """No memory with that id exists in the caller's scope."""
+
+
+class ConflictError(MemlaneError):
+    """Another writer changed the memory since it was read; re-read and retry."""
+
+
+class BackendError(MemlaneError):
+    """A run-time failure of the store or of a model; the request may succeed if retried."""
+
+
+class StoreError(BackendError):
+    """A database error, translated at the store boundary."""
+
+
+class ModelError(BackendError):
+    """An embedding model (or LLM) that failed to load or to run."""
+
+
+def missing_extra(package: str, extra: str) -> ConfigurationError:
+    """The error for an optional dependency that is not installed."""
+    return ConfigurationError(
+        f"{package} is not installed; install it with: pip install 'memlane[{extra}]'"
+    )

@@ -1,0 +1,295 @@
+"""``Memory``: the library's front door. Every interface (CLI, servers) goes through it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .embed.base import Embedder
+from .errors import ConfigurationError, InvalidInputError, NotFoundError
+from .filters import parse
+from .ids import new_id
+from .read import context as packing
+from .read import search as pipeline
+from .store import RecordQuery, RecordUpdate, Store, WriteBatch, open_store
+from .store.base import EraseCounts
+from .timeutil import TimeLike, parse_time, utcnow
+from .types import (
+    STATUSES,
+    HistoryEvent,
+    MemoryRecord,
+    Message,
+    Scope,
+    SearchHit,
+    Status,
+    content_hash,
+)
+from .write import ingest
+from .write.ingest import MessagesInput
+
+WHOLE_HISTORY_LIMIT = 5_000
+CONTEXT_CANDIDATES = 100
+MIN_LINE_TOKENS = 10
+"""No context line costs fewer tokens (its date alone takes more), so a scope with more
+memories than ``budget / MIN_LINE_TOKENS`` cannot fit whole and is not tokenized whole."""
+MAX_LIMIT = 1_000
+
+
+def default_location() -> Path:
+    """The embedded default: one SQLite file in the user data directory."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("memlane", appauthor=False)) / "memlane.db"
+
+
+class Memory:
+    """Long-term memory for agents: add what was said, search it, pack it, forget it.
+
+    ``Memory()`` opens the embedded default (SQLite in the user data directory, the local
+    MiniLM embedder). ``Memory(":memory:")`` keeps everything in the process,
+    ``Memory("path/to/file.db")`` picks a file, and ``Memory(store=..., embedder=...)``
+    takes constructed parts.
+    """
+
+    def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
+                 embedder: Embedder | None = None, tenant: str = "default",
+                 search: str | pipeline.SearchConfig = "hybrid") -> None:
+        if store is not None and location is not None:
+            raise ConfigurationError("pass either a location or a store, not both")
+        self.store: Store = store or open_store(location or default_location())
+        if embedder is None:
+            from .embed.onnx_minilm import MiniLMEmbedder
+
+            embedder = MiniLMEmbedder()
+        self.embedder = embedder
+        self.tenant = Scope(tenant).tenant
+        self.search_config = pipeline.resolve(search, pipeline.RECIPES["hybrid"])
+        self._check_embedder()
+
+    def _check_embedder(self) -> None:
+        """Refuse to mix vectors of two models in one store."""
+        signature = f"{self.embedder.model_id}/{self.embedder.dim}"
+        stored = self.store.get_meta("embedder")
+        if stored is None:
+            self.store.set_meta("embedder", signature)
+        elif stored != signature:
+            raise ConfigurationError(
+                f"this store holds vectors from {stored}, not {signature}: open it with the "
+                "same embedder, or export and import into a new store"
+            )
+
+    # --- context manager -----------------------------------------------------------------
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _scope(self, user_id: str | None, agent_id: str | None,
+               session_id: str | None) -> Scope:
+        return Scope(self.tenant, user_id, agent_id, session_id)
+
+    def _query(self, scope: Scope, filters: Mapping[str, Any] | None,
+               kinds: list[str] | tuple[str, ...] | None, as_of: TimeLike | None,
+               statuses: tuple[Status, ...] = ("active",)) -> RecordQuery:
+        bad = [s for s in statuses if s not in STATUSES]
+        if bad:
+            raise InvalidInputError(f"unknown status(es) {bad}; use {STATUSES}")
+        return RecordQuery(
+            scope=scope, filters=parse(filters),
+            kinds=None if kinds is None else tuple(kinds), statuses=statuses,
+            as_of=None if as_of is None else parse_time(as_of, field="as_of"),
+        )
+
+    def _owned(self, memory_id: str, scope: Scope) -> MemoryRecord:
+        """The record with that id, if it lies in the caller's scope; else NotFoundError."""
+        if not isinstance(memory_id, str) or not memory_id:
+            raise InvalidInputError("memory id must be a non-empty string")
+        found = self.store.get(self.tenant, [memory_id])
+        if not found or not scope.contains(found[0].tenant, found[0].user_id,
+                                           found[0].agent_id, found[0].session_id):
+            raise NotFoundError(f"no memory {memory_id!r} in this scope")
+        return found[0]
+
+    @staticmethod
+    def _limit(limit: int) -> int:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        return limit
+
+    # --- writes --------------------------------------------------------------------------
+
+    def add(self, messages: MessagesInput, *, user_id: str | None = None,
+            agent_id: str | None = None, session_id: str | None = None,
+            timestamp: TimeLike | None = None, metadata: Mapping[str, Any] | None = None,
+            idempotency_key: str | None = None) -> list[MemoryRecord]:
+        """Keep the messages verbatim and one ``turn`` memory per message; return them.
+
+        Retrying with the same ``idempotency_key`` (or, without one, the same scope,
+        messages and timestamp) stores nothing new and returns what the first call stored.
+        """
+        scope = self._scope(user_id, agent_id, session_id).require_bounded("add")
+        incoming = ingest.normalize(messages)
+        meta = ingest.check_metadata(metadata)
+        when = None if timestamp is None else parse_time(timestamp)
+        key = idempotency_key or ingest.add_key(scope, incoming, when)
+        msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=utcnow())
+        vectors = self.embedder.embed([t.index_text for t in turns], "document")
+        batch = WriteBatch(scope=scope, add_key=key, messages=msgs,
+                           inserts=list(zip(turns, vectors, strict=True)),
+                           events=[_event(t, "add", None, t.text, "system", None) for t in turns])
+        outcome = self.store.write(batch)
+        return turns if outcome.applied else self.store.get(self.tenant, outcome.memory_ids)
+
+    def update(self, memory_id: str, text: str, *, user_id: str | None = None,
+               agent_id: str | None = None, session_id: str | None = None,
+               metadata: Mapping[str, Any] | None = None, reason: str | None = None,
+               actor: str = "user") -> MemoryRecord:
+        """Replace a memory's text (and merge metadata): a new version, with a history event."""
+        current = self._owned(memory_id, self._scope(user_id, agent_id, session_id))
+        if current.status == "deleted":
+            raise NotFoundError(f"memory {memory_id!r} is deleted")
+        text = ingest.check_text(text)
+        new = replace(current, text=text, hash=content_hash(text),
+                      metadata={**current.metadata, **ingest.check_metadata(metadata)},
+                      version=current.version + 1, updated_at=utcnow())
+        vector = self.embedder.embed([new.index_text], "document")[0]
+        self.store.write(WriteBatch(
+            scope=current.scope, updates=[RecordUpdate(new, current.version, vector)],
+            events=[_event(new, "update", current.text, text, actor, reason)],
+        ))
+        return new
+
+    def delete(self, memory_id: str, *, user_id: str | None = None,
+               agent_id: str | None = None, session_id: str | None = None,
+               reason: str | None = None, actor: str = "user") -> MemoryRecord:
+        """Soft-delete: the memory leaves every search and listing, its history remains.
+
+        Use ``forget`` to erase a scope for good.
+        """
+        current = self._owned(memory_id, self._scope(user_id, agent_id, session_id))
+        if current.status == "deleted":
+            return current
+        new = self._deleted(current)
+        self.store.write(WriteBatch(
+            scope=current.scope, updates=[RecordUpdate(new, current.version)],
+            events=[_event(new, "delete", current.text, None, actor, reason)],
+        ))
+        return new
+
+    @staticmethod
+    def _deleted(record: MemoryRecord) -> MemoryRecord:
+        return replace(record, status="deleted", version=record.version + 1,
+                       updated_at=utcnow())
+
+    def delete_all(self, *, user_id: str | None = None, agent_id: str | None = None,
+                   session_id: str | None = None, reason: str | None = None,
+                   actor: str = "user") -> int:
+        """Soft-delete every memory of one scope (and only that scope); return how many."""
+        scope = self._scope(user_id, agent_id, session_id).require_bounded("delete_all")
+        live = self.store.find(RecordQuery(scope, statuses=("active", "superseded", "archived")))
+        if not live:
+            return 0
+        updates, events = [], []
+        for record in live:
+            new = self._deleted(record)
+            updates.append(RecordUpdate(new, record.version))
+            events.append(_event(new, "delete", record.text, None, actor, reason))
+        self.store.write(WriteBatch(scope=scope, updates=updates, events=events))
+        return len(live)
+
+    def forget(self, *, user_id: str | None = None, agent_id: str | None = None,
+               session_id: str | None = None) -> EraseCounts:
+        """Erase a scope completely: messages, memories, vectors, index entries, history."""
+        scope = self._scope(user_id, agent_id, session_id).require_bounded("forget")
+        return self.store.erase(scope)
+
+    def reset(self) -> None:
+        """Erase everything in the store, every tenant included."""
+        self.store.reset()
+        self._check_embedder()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
+               session_id: str | None = None, limit: int = 10,
+               filters: Mapping[str, Any] | None = None, kinds: list[str] | None = None,
+               as_of: TimeLike | None = None, explain: bool = False,
+               recipe: str | pipeline.SearchConfig | None = None) -> list[SearchHit]:
+        """Hybrid retrieval within the caller's scope, best first, scores in [0, 1]."""
+        text = ingest.check_text(query, "query")
+        scope = self._scope(user_id, agent_id, session_id).require_bounded("search")
+        rq = self._query(scope, filters, kinds, as_of)
+        config = pipeline.resolve(recipe, self.search_config)
+        return pipeline.run(self.store, self.embedder, config, rq, text, self._limit(limit),
+                            explain=explain)
+
+    def get(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
+            session_id: str | None = None) -> MemoryRecord:
+        return self._owned(memory_id, self._scope(user_id, agent_id, session_id))
+
+    def get_all(self, *, user_id: str | None = None, agent_id: str | None = None,
+                session_id: str | None = None, filters: Mapping[str, Any] | None = None,
+                kinds: list[str] | None = None, as_of: TimeLike | None = None,
+                statuses: list[Status] | None = None, limit: int = 100,
+                offset: int = 0) -> list[MemoryRecord]:
+        """Memories of a scope, oldest first, ``limit`` at a time from ``offset``."""
+        scope = self._scope(user_id, agent_id, session_id).require_bounded("get_all")
+        rq = self._query(scope, filters, kinds, as_of, tuple(statuses or ("active",)))
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError("offset must be a non-negative integer")
+        return self.store.find(rq, limit=self._limit(limit), offset=offset)
+
+    def history(self, memory_id: str, *, user_id: str | None = None,
+                agent_id: str | None = None, session_id: str | None = None,
+                ) -> list[HistoryEvent]:
+        """Every change to a memory, oldest first."""
+        record = self._owned(memory_id, self._scope(user_id, agent_id, session_id))
+        return self.store.history(self.tenant, record.id)
+
+    def messages(self, *, user_id: str | None = None, agent_id: str | None = None,
+                 session_id: str | None = None, limit: int | None = None,
+                 offset: int = 0) -> list[Message]:
+        """The raw messages of a scope, verbatim, in the order they happened."""
+        scope = self._scope(user_id, agent_id, session_id).require_bounded("messages")
+        return self.store.messages(scope, limit=limit, offset=offset)
+
+    def context(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
+                session_id: str | None = None, budget_tokens: int = 1500,
+                filters: Mapping[str, Any] | None = None) -> packing.Context:
+        """The memories that matter for ``query``, packed into a delimited block.
+
+        If the scope's whole history fits in the budget, all of it is returned in order.
+        """
+        text = ingest.check_text(query, "query")
+        if not isinstance(budget_tokens, int) or budget_tokens < packing.frame_tokens() + 1:
+            raise InvalidInputError(
+                f"budget_tokens must be an integer above {packing.frame_tokens()}"
+            )
+        scope = self._scope(user_id, agent_id, session_id).require_bounded("context")
+        rq = self._query(scope, filters, None, None)
+        total = self.store.count(rq)
+        if total <= WHOLE_HISTORY_LIMIT and total * MIN_LINE_TOKENS <= budget_tokens:
+            whole = packing.pack(self.store.find(rq), budget_tokens, complete=True)
+            if whole.complete:
+                return whole
+        hits = pipeline.run(self.store, self.embedder, self.search_config, rq, text,
+                            CONTEXT_CANDIDATES)
+        return packing.pack([h.memory for h in hits], budget_tokens, complete=False)
+
+
+def _event(record: MemoryRecord, op: str, old: str | None, new: str | None, actor: str,
+           reason: str | None) -> HistoryEvent:
+    return HistoryEvent(id=new_id(), memory_id=record.id, tenant=record.tenant, op=op,
+                        version=record.version, old_text=old, new_text=new, actor=actor,
+                        reason=reason, at=record.updated_at)

@@ -1,0 +1,86 @@
+"""Plain-JSON forms of the stored values, used by export/import, the CLI and the servers.
+
+Every ``*_from_dict`` reverses its ``*_to_dict`` exactly; a property test keeps it so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InvalidInputError
+from .timeutil import from_text, opt_from_text, opt_to_text, to_text
+from .types import HistoryEvent, MemoryRecord, Message, SearchHit
+
+_RECORD_TIMES = ("event_time", "valid_from", "created_at", "updated_at")
+_RECORD_OPT_TIMES = ("valid_to", "last_accessed_at", "expires_at")
+
+
+def record_to_dict(record: MemoryRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in MemoryRecord.__dataclass_fields__:
+        value = getattr(record, name)
+        if name in _RECORD_TIMES:
+            value = to_text(value)
+        elif name in _RECORD_OPT_TIMES:
+            value = opt_to_text(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+def record_from_dict(data: dict[str, Any]) -> MemoryRecord:
+    try:
+        values = dict(data)
+        for name in _RECORD_TIMES:
+            values[name] = from_text(values[name])
+        for name in _RECORD_OPT_TIMES:
+            values[name] = opt_from_text(values.get(name))
+        values["source_ids"] = tuple(values.get("source_ids", ()))
+        values["tags"] = tuple(values.get("tags", ()))
+        known = MemoryRecord.__dataclass_fields__
+        return MemoryRecord(**{k: v for k, v in values.items() if k in known})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"not a memory record: {exc}") from exc
+
+
+def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
+    out = {name: getattr(event, name) for name in HistoryEvent.__dataclass_fields__}
+    out["at"] = to_text(event.at)
+    return out
+
+
+def event_from_dict(data: dict[str, Any]) -> HistoryEvent:
+    try:
+        values = {k: data[k] for k in HistoryEvent.__dataclass_fields__}
+        values["at"] = from_text(values["at"])
+        return HistoryEvent(**values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"not a history event: {exc}") from exc
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    out = {name: getattr(message, name) for name in Message.__dataclass_fields__}
+    out["event_time"] = to_text(message.event_time)
+    out["created_at"] = to_text(message.created_at)
+    return out
+
+
+def message_from_dict(data: dict[str, Any]) -> Message:
+    try:
+        values = {k: data[k] for k in Message.__dataclass_fields__}
+        values["event_time"] = from_text(values["event_time"])
+        values["created_at"] = from_text(values["created_at"])
+        return Message(**values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"not a message: {exc}") from exc
+
+
+def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
+    out: dict[str, Any] = {"score": round(hit.score, 6), "memory": record_to_dict(hit.memory)}
+    if hit.explain is not None:
+        out["explain"] = {
+            name: {"rank": d.rank, "raw_score": d.raw_score, "contribution": d.contribution}
+            for name, d in hit.explain.items()
+        }
+    return out

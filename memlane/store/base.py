@@ -1,0 +1,162 @@
+"""The ``Store`` protocol every backend implements, and the values it exchanges.
+
+Scores are similarities in [0, 1], higher is better, for every search of every store; the
+conformance suite asserts it. Every read is restricted to a ``Scope`` before anything is
+ranked, and every write of a batch happens in one transaction or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from ..filters import Node, matches
+from ..timeutil import to_text
+from ..types import HistoryEvent, MemoryRecord, Message, Scope, Scored, Status
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCapabilities:
+    """What a backend can do, declared as data rather than probed by type."""
+
+    name: str
+    persistent: bool
+    multi_process: bool
+    keyword_search: bool = True
+    vector_search: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """Which records a read may see: always a scope, then optional narrowing."""
+
+    scope: Scope
+    filters: Node | None = None
+    kinds: tuple[str, ...] | None = None
+    statuses: tuple[Status, ...] = ("active",)
+    as_of: datetime | None = None
+
+    def admits(self, record: MemoryRecord) -> bool:
+        """The reference predicate; SQL stores compile the same rules."""
+        if not self.scope.contains(record.tenant, record.user_id, record.agent_id,
+                                   record.session_id):
+            return False
+        if self.kinds is not None and record.kind not in self.kinds:
+            return False
+        if self.as_of is None:
+            if record.status not in self.statuses:
+                return False
+        elif not visible_at(record, self.as_of):
+            return False
+        return matches(self.filters, record)
+
+
+AS_OF_STATUSES: tuple[Status, ...] = ("active", "superseded")
+
+
+def visible_at(record: MemoryRecord, when: datetime) -> bool:
+    """Whether a record was true at ``when`` (valid time; superseded records included)."""
+    moment = to_text(when)
+    return (
+        record.status in AS_OF_STATUSES
+        and to_text(record.valid_from) <= moment
+        and (record.valid_to is None or to_text(record.valid_to) > moment)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUpdate:
+    """A new state of an existing record; applied only if its stored version is expected."""
+
+    record: MemoryRecord
+    expected_version: int
+    vector: Vector | None = None
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one operation writes, applied atomically.
+
+    With ``add_key`` set, a batch whose key was already applied writes nothing and the
+    store answers with the ids the first application stored (idempotent retries).
+    ``scope`` is the scope the batch writes in (its tenant bounds every row it touches).
+    """
+
+    scope: Scope
+    add_key: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    inserts: list[tuple[MemoryRecord, Vector]] = field(default_factory=list)
+    updates: list[RecordUpdate] = field(default_factory=list)
+    events: list[HistoryEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    applied: bool
+    memory_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EraseCounts:
+    messages: int
+    memories: int
+    history: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A place to keep memories. One conformance suite holds every implementation to it."""
+
+    capabilities: StoreCapabilities
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def write(self, batch: WriteBatch) -> WriteOutcome: ...
+
+    def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]: ...
+
+    def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
+             newest_first: bool = False) -> list[MemoryRecord]: ...
+
+    def count(self, query: RecordQuery) -> int: ...
+
+    def keyword_search(self, query: RecordQuery, text: str, limit: int) -> list[Scored]: ...
+
+    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]: ...
+
+    def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]: ...
+
+    def messages(self, scope: Scope, *, limit: int | None = None,
+                 offset: int = 0) -> list[Message]: ...
+
+    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]: ...
+
+    def erase(self, scope: Scope) -> EraseCounts: ...
+
+    def tenants(self) -> list[str]: ...
+
+    def iter_history(self, tenant: str) -> Iterator[HistoryEvent]: ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def dense_score(cosine: float) -> float:
+    """Cosine similarity mapped onto [0, 1]."""
+    return min(1.0, max(0.0, (1.0 + cosine) / 2.0))
+
+
+def keyword_score(bm25: float) -> float:
+    """A non-negative BM25 value squashed onto [0, 1) without changing its order."""
+    positive = max(0.0, bm25)
+    return positive / (positive + 1.0)

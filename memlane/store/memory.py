@@ -1,0 +1,174 @@
+"""A store that lives in the process: for tests, notebooks and throwaway agents."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ConflictError, InvalidInputError
+from ..read.bm25 import bm25_scores
+from ..types import HistoryEvent, MemoryRecord, Message, Scope, Scored
+from .base import (
+    EraseCounts,
+    RecordQuery,
+    StoreCapabilities,
+    Vector,
+    WriteBatch,
+    WriteOutcome,
+    dense_score,
+    keyword_score,
+)
+
+
+class InMemoryStore:
+    """Dictionaries behind a lock; exact vector search and BM25 computed per scope."""
+
+    capabilities = StoreCapabilities(name="memory", persistent=False, multi_process=False)
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._meta: dict[str, str] = {}
+            self._records: dict[str, MemoryRecord] = {}
+            self._vectors: dict[str, Vector] = {}
+            self._messages: dict[tuple[str, str, str, str, str], Message] = {}
+            self._history: list[HistoryEvent] = []
+            self._adds: dict[tuple[str, str], tuple[Scope, tuple[str, ...]]] = {}
+
+    def close(self) -> None:
+        pass
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._meta[key] = value
+
+    def write(self, batch: WriteBatch) -> WriteOutcome:
+        with self._lock:
+            if batch.add_key is not None and (batch.scope.tenant, batch.add_key) in self._adds:
+                return WriteOutcome(False, self._adds[(batch.scope.tenant, batch.add_key)][1])
+            self._check(batch)
+            for message in batch.messages:
+                self._messages[_message_key(message)] = message
+            for record, vector in batch.inserts:
+                self._records[record.id] = record
+                self._vectors[record.id] = vector
+            for update in batch.updates:
+                self._records[update.record.id] = update.record
+                if update.vector is not None:
+                    self._vectors[update.record.id] = update.vector
+            self._history.extend(batch.events)
+            ids = tuple(r.id for r, _ in batch.inserts)
+            if batch.add_key is not None:
+                self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids)
+            return WriteOutcome(True, ids)
+
+    def _check(self, batch: WriteBatch) -> None:
+        """Validate the whole batch before changing anything (all or nothing)."""
+        for message in batch.messages:
+            if _message_key(message) in self._messages:
+                raise InvalidInputError(f"message id {message.id!r} already exists in its scope")
+        for record, _ in batch.inserts:
+            if record.id in self._records:
+                raise InvalidInputError(f"memory id {record.id!r} already exists")
+        for update in batch.updates:
+            current = self._records.get(update.record.id)
+            if current is None or current.version != update.expected_version:
+                raise ConflictError(f"memory {update.record.id} changed; re-read and retry")
+
+    def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        with self._lock:
+            found = (self._records.get(i) for i in ids)
+            return [r for r in found if r is not None and r.tenant == tenant]
+
+    def _admitted(self, query: RecordQuery) -> list[MemoryRecord]:
+        with self._lock:
+            return [r for r in self._records.values() if query.admits(r)]
+
+    def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
+             newest_first: bool = False) -> list[MemoryRecord]:
+        rows = sorted(self._admitted(query), key=lambda r: (r.event_time, r.id),
+                      reverse=newest_first)
+        return rows[offset:] if limit is None else rows[offset:offset + limit]
+
+    def count(self, query: RecordQuery) -> int:
+        return len(self._admitted(query))
+
+    def keyword_search(self, query: RecordQuery, text: str, limit: int) -> list[Scored]:
+        rows = self._admitted(query)
+        scores = bm25_scores(text, [r.index_text for r in rows])
+        ranked = sorted(
+            ((s, r) for s, r in zip(scores, rows, strict=True) if s > 0),
+            key=lambda pair: (-pair[0], pair[1].id),
+        )
+        return [Scored(r, keyword_score(s)) for s, r in ranked[:limit]]
+
+    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
+        rows = self._admitted(query)
+        if not rows:
+            return []
+        matrix = np.stack([self._vectors[r.id] for r in rows])
+        cosines = matrix @ vector
+        order = sorted(range(len(rows)), key=lambda i: (-float(cosines[i]), rows[i].id))
+        return [Scored(rows[i], dense_score(float(cosines[i]))) for i in order[:limit]]
+
+    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]:
+        with self._lock:
+            return {i: self._vectors[i] for i in ids
+                    if i in self._records and self._records[i].tenant == tenant}
+
+    def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]:
+        with self._lock:
+            return [e for e in self._history if e.memory_id == memory_id and e.tenant == tenant]
+
+    def iter_history(self, tenant: str) -> Iterator[HistoryEvent]:
+        with self._lock:
+            events = [e for e in self._history if e.tenant == tenant]
+        yield from events
+
+    def messages(self, scope: Scope, *, limit: int | None = None,
+                 offset: int = 0) -> list[Message]:
+        with self._lock:
+            rows = [m for m in self._messages.values()
+                    if scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)]
+        rows.sort(key=lambda m: (m.event_time, m.created_at))
+        return rows[offset:] if limit is None else rows[offset:offset + limit]
+
+    def tenants(self) -> list[str]:
+        with self._lock:
+            return sorted({r.tenant for r in self._records.values()}
+                          | {m.tenant for m in self._messages.values()})
+
+    def erase(self, scope: Scope) -> EraseCounts:
+        with self._lock:
+            gone = {i for i, r in self._records.items()
+                    if scope.contains(r.tenant, r.user_id, r.agent_id, r.session_id)}
+            msg_keys = [k for k, m in self._messages.items()
+                        if scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)]
+            for key in msg_keys:
+                del self._messages[key]
+            for memory_id in gone:
+                del self._records[memory_id]
+                del self._vectors[memory_id]
+            kept = [e for e in self._history if e.memory_id not in gone]
+            n_history = len(self._history) - len(kept)
+            self._history = kept
+            self._adds = {k: v for k, v in self._adds.items()
+                          if not (_within(scope, v[0]) or gone.intersection(v[1]))}
+            return EraseCounts(len(msg_keys), len(gone), n_history)
+
+
+def _message_key(message: Message) -> tuple[str, str, str, str, str]:
+    return (message.tenant, message.user_id or "", message.agent_id or "",
+            message.session_id or "", message.id)
+
+
+
+def _within(outer: Scope, inner: Scope) -> bool:
+    return outer.contains(inner.tenant, inner.user_id, inner.agent_id, inner.session_id)

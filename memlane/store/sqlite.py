@@ -1,0 +1,413 @@
+"""The default store: one SQLite file, safe for several processes at once.
+
+WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for every write, FTS5 for keywords kept in
+the same transaction as the rows, vectors as float32 blobs with an in-process cache derived
+from them (``vector_cache``). Driver errors are translated here into memlane's errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConflictError, InvalidInputError, StoreError
+from ..text import terms
+from ..timeutil import from_text, opt_from_text, opt_to_text, to_text
+from ..types import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Message, Scope, Scored
+from .base import (
+    EraseCounts,
+    RecordQuery,
+    StoreCapabilities,
+    Vector,
+    WriteBatch,
+    WriteOutcome,
+    dense_score,
+    keyword_score,
+)
+from .sqlite_schema import migrate
+from .sqlite_sql import where_clause
+from .vector_cache import VectorCache
+
+_COLS = (
+    "id, tenant, user_id, agent_id, session_id, kind, text, role, speaker, hash, source_ids, "
+    "tags, metadata, event_time, valid_from, valid_to, created_at, updated_at, status, "
+    "version, superseded_by, importance, pinned, access_count, last_accessed_at, expires_at"
+)
+_M_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(","))
+_MSG_COLS = ("id, tenant, user_id, agent_id, session_id, role, name, content, event_time, "
+             "created_at, metadata")
+_HIST_COLS = "id, memory_id, tenant, op, version, old_text, new_text, actor, reason, at"
+_CHUNK = 500
+
+
+class SQLiteStore:
+    """A memlane store in one SQLite file (or ``:memory:`` for a private database)."""
+
+    capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True)
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._cache: VectorCache | None = None
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False, timeout=timeout)
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            migrate(self._db)
+        except sqlite3.DatabaseError as exc:
+            raise InvalidInputError(f"{self.path} is not a memlane SQLite database: {exc}") from exc
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not start a write on {self.path}: {exc}") from exc
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"read failed on {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # --- writes --------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> WriteOutcome:
+        try:
+            with self._tx() as db:
+                if batch.add_key is not None:
+                    row = db.execute("SELECT memory_ids FROM adds WHERE tenant = ? AND key = ?",
+                                     (batch.scope.tenant, batch.add_key)).fetchone()
+                    if row is not None:
+                        return WriteOutcome(False, tuple(json.loads(row[0])))
+                self._insert_messages(db, batch.messages)
+                self._insert_records(db, batch.inserts)
+                self._apply_updates(db, batch)
+                db.executemany(f"INSERT INTO history ({_HIST_COLS}) VALUES ({_q(10)})",
+                               [_event_row(e) for e in batch.events])
+                ids = tuple(r.id for r, _ in batch.inserts)
+                if batch.add_key is not None:
+                    db.execute(
+                        "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id,"
+                        " created_at) VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
+                        (batch.scope.tenant, batch.add_key, json.dumps(ids),
+                         *_scope_values(batch.scope)),
+                    )
+                return WriteOutcome(True, ids)
+        except sqlite3.IntegrityError as exc:
+            raise InvalidInputError(f"write rejected, nothing stored: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"write failed on {self.path}, nothing stored: {exc}") from exc
+
+    @staticmethod
+    def _insert_messages(db: sqlite3.Connection, messages: list[Message]) -> None:
+        for message in messages:
+            try:
+                db.execute(f"INSERT INTO messages ({_MSG_COLS}) VALUES ({_q(11)})",
+                           _message_row(message))
+            except sqlite3.IntegrityError as exc:
+                raise InvalidInputError(
+                    f"message id {message.id!r} already exists in its scope; nothing stored"
+                ) from exc
+
+    @staticmethod
+    def _insert_records(db: sqlite3.Connection,
+                        inserts: list[tuple[MemoryRecord, Vector]]) -> None:
+        for record, vector in inserts:
+            cursor = db.execute(f"INSERT INTO memories ({_COLS}) VALUES ({_q(26)})",
+                                _record_row(record))
+            rowid = cursor.lastrowid
+            db.execute("INSERT INTO memory_vectors (memory_rowid, vec) VALUES (?, ?)",
+                       (rowid, _blob(vector)))
+            db.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)",
+                       (rowid, record.index_text))
+
+    @staticmethod
+    def _apply_updates(db: sqlite3.Connection, batch: WriteBatch) -> None:
+        sets = ", ".join(f"{c.strip()} = ?" for c in _COLS.split(","))
+        for update in batch.updates:
+            record = update.record
+            cursor = db.execute(
+                f"UPDATE memories SET {sets} WHERE id = ? AND tenant = ? AND version = ? "
+                "RETURNING rowid",
+                (*_record_row(record), record.id, record.tenant, update.expected_version),
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise ConflictError(f"memory {record.id} changed; re-read and retry")
+            db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
+            db.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)",
+                       (row[0], record.index_text))
+            if update.vector is not None:
+                db.execute("UPDATE memory_vectors SET vec = ? WHERE memory_rowid = ?",
+                           (_blob(update.vector), row[0]))
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        found: dict[str, MemoryRecord] = {}
+        for chunk in _chunks(list(ids)):
+            rows = self._rows(f"SELECT {_COLS} FROM memories WHERE tenant = ? AND id IN "
+                              f"({_q(len(chunk))})", (tenant, *chunk))
+            found.update((r[0], _record(r)) for r in rows)
+        return [found[i] for i in ids if i in found]
+
+    def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
+             newest_first: bool = False) -> list[MemoryRecord]:
+        where, params = where_clause(query)
+        order = "DESC" if newest_first else "ASC"
+        rows = self._rows(
+            f"SELECT {_M_COLS} FROM memories m WHERE {where} "
+            f"ORDER BY m.event_time {order}, m.id {order} LIMIT ? OFFSET ?",
+            (*params, -1 if limit is None else limit, offset),
+        )
+        return [_record(r) for r in rows]
+
+    def count(self, query: RecordQuery) -> int:
+        where, params = where_clause(query)
+        return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
+
+    def keyword_search(self, query: RecordQuery, text: str, limit: int) -> list[Scored]:
+        words = list(dict.fromkeys(terms(text)))
+        if not words or limit <= 0:
+            return []
+        where, params = where_clause(query)
+        match = " OR ".join(f'"{w}"' for w in words)
+        rows = self._rows(
+            f"SELECT {_M_COLS}, -bm25(memories_fts) AS s FROM memories_fts "
+            f"JOIN memories m ON m.rowid = memories_fts.rowid "
+            f"WHERE memories_fts MATCH ? AND {where} ORDER BY s DESC, m.id LIMIT ?",
+            (match, *params, limit),
+        )
+        return [Scored(_record(r[:-1]), keyword_score(float(r[-1]))) for r in rows]
+
+    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
+        where, params = where_clause(query)
+        rows = self._rows(f"SELECT m.rowid, m.version FROM memories m WHERE {where}", params)
+        if not rows or limit <= 0:
+            return []
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        versions = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        if self._cache is None or self._cache.dim != len(vector):
+            self._cache = VectorCache(len(vector))
+        cosines = self._cache.matrix_for(ids, versions, self._load_vectors) @ vector
+        top = _top_indices(cosines, limit)
+        by_rowid = self._records_by_rowid(ids[top].tolist())
+        hits = [Scored(by_rowid[int(ids[i])], dense_score(float(cosines[i]))) for i in top]
+        hits.sort(key=lambda h: (-h.score, h.record.id))
+        return hits
+
+    def _load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]:
+        for chunk in _chunks(rowids):
+            yield from self._rows(
+                f"SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid IN "
+                f"({_q(len(chunk))})", chunk)
+
+    def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
+        rows = self._rows(f"SELECT rowid, {_COLS} FROM memories WHERE rowid IN "
+                          f"({_q(len(rowids))})", rowids)
+        return {r[0]: _record(r[1:]) for r in rows}
+
+    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]:
+        out: dict[str, Vector] = {}
+        for chunk in _chunks(list(ids)):
+            rows = self._rows(
+                "SELECT m.id, v.vec FROM memories m JOIN memory_vectors v "
+                f"ON v.memory_rowid = m.rowid WHERE m.tenant = ? AND m.id IN ({_q(len(chunk))})",
+                (tenant, *chunk))
+            out.update((r[0], np.frombuffer(r[1], dtype=np.float32)) for r in rows)
+        return out
+
+    def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]:
+        rows = self._rows(f"SELECT {_HIST_COLS} FROM history WHERE tenant = ? AND memory_id = ?"
+                          " ORDER BY rowid", (tenant, memory_id))
+        return [_event(r) for r in rows]
+
+    def iter_history(self, tenant: str) -> Iterator[HistoryEvent]:
+        rows = self._rows(f"SELECT {_HIST_COLS} FROM history WHERE tenant = ? ORDER BY rowid",
+                          (tenant,))
+        return (_event(r) for r in rows)
+
+    def messages(self, scope: Scope, *, limit: int | None = None,
+                 offset: int = 0) -> list[Message]:
+        where, params = _scope_where(scope)
+        rows = self._rows(f"SELECT {_MSG_COLS} FROM messages WHERE {where} "
+                          "ORDER BY event_time, rowid LIMIT ? OFFSET ?",
+                          (*params, -1 if limit is None else limit, offset))
+        return [_message(r) for r in rows]
+
+    def tenants(self) -> list[str]:
+        rows = self._rows("SELECT tenant FROM memories UNION SELECT tenant FROM messages")
+        return sorted(r[0] for r in rows)
+
+    # --- forgetting ----------------------------------------------------------------------
+
+    def erase(self, scope: Scope) -> EraseCounts:
+        """Delete a scope for good: rows, vectors, keyword index entries and history.
+
+        Runs with ``secure_delete`` on, merges the keyword index and truncates the WAL, so
+        the erased text is left neither in free pages, old index segments nor the journal.
+        """
+        where, params = _scope_where(scope)
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete = ON")
+            try:
+                with self._tx() as db:
+                    counts = self._erase_rows(db, where, params)
+                    db.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"erase failed on {self.path}, nothing erased: {exc}") from exc
+            finally:
+                self._db.execute("PRAGMA secure_delete = OFF")
+        return counts
+
+    @staticmethod
+    def _erase_rows(db: sqlite3.Connection, where: str, params: list[Any]) -> EraseCounts:
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS gone (rowid INTEGER PRIMARY KEY, id TEXT)")
+        db.execute("DELETE FROM gone")
+        db.execute(f"INSERT INTO gone SELECT rowid, id FROM memories WHERE {where}", params)
+        db.execute("DELETE FROM memory_vectors WHERE memory_rowid IN (SELECT rowid FROM gone)")
+        db.execute("DELETE FROM memories_fts WHERE rowid IN (SELECT rowid FROM gone)")
+        n_history = db.execute(
+            "DELETE FROM history WHERE memory_id IN (SELECT id FROM gone)").rowcount
+        n_memories = db.execute(
+            "DELETE FROM memories WHERE rowid IN (SELECT rowid FROM gone)").rowcount
+        n_messages = db.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
+        db.execute(f"DELETE FROM adds WHERE {where}", params)
+        db.execute("DELETE FROM gone")
+        return EraseCounts(n_messages, n_memories, n_history)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete = ON")
+            try:
+                with self._tx() as db:
+                    for table in ("memory_vectors", "memories_fts", "history", "memories",
+                                  "messages", "adds", "meta"):
+                        db.execute(f"DELETE FROM {table}")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.execute("PRAGMA secure_delete = OFF")
+            self._cache = None
+
+
+# --- row conversion ----------------------------------------------------------------------
+
+
+def _q(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
+
+
+def _blob(vector: Vector) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _top_indices(scores: np.ndarray[Any, Any], limit: int) -> list[int]:
+    if limit < len(scores):
+        part = np.argpartition(-scores, limit - 1)[:limit]
+    else:
+        part = np.arange(len(scores))
+    return part[np.argsort(-scores[part], kind="stable")].tolist()  # type: ignore[no-any-return]
+
+
+def _scope_values(scope: Scope) -> tuple[str, str, str]:
+    return (scope.user_id or "", scope.agent_id or "", scope.session_id or "")
+
+
+def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
+    parts, params = ["tenant = ?"], [scope.tenant]
+    for name in SCOPE_FIELDS:
+        value = getattr(scope, name)
+        if value is not None:
+            parts.append(f"{name} = ?")
+            params.append(value)
+    return " AND ".join(parts), params
+
+
+def _record_row(r: MemoryRecord) -> tuple[Any, ...]:
+    return (
+        r.id, r.tenant, r.user_id or "", r.agent_id or "", r.session_id or "", r.kind, r.text,
+        r.role, r.speaker, r.hash, json.dumps(list(r.source_ids)), json.dumps(list(r.tags)),
+        json.dumps(r.metadata, ensure_ascii=False), to_text(r.event_time),
+        to_text(r.valid_from), opt_to_text(r.valid_to), to_text(r.created_at),
+        to_text(r.updated_at), r.status, r.version, r.superseded_by, r.importance,
+        int(r.pinned), r.access_count, opt_to_text(r.last_accessed_at),
+        opt_to_text(r.expires_at),
+    )
+
+
+def _record(row: Sequence[Any]) -> MemoryRecord:
+    return MemoryRecord(
+        id=row[0], tenant=row[1], user_id=row[2] or None, agent_id=row[3] or None,
+        session_id=row[4] or None, kind=row[5], text=row[6], role=row[7], speaker=row[8],
+        hash=row[9], source_ids=tuple(json.loads(row[10])), tags=tuple(json.loads(row[11])),
+        metadata=json.loads(row[12]), event_time=from_text(row[13]),
+        valid_from=from_text(row[14]), valid_to=opt_from_text(row[15]),
+        created_at=from_text(row[16]), updated_at=from_text(row[17]), status=row[18],
+        version=row[19], superseded_by=row[20], importance=row[21], pinned=bool(row[22]),
+        access_count=row[23], last_accessed_at=opt_from_text(row[24]),
+        expires_at=opt_from_text(row[25]),
+    )
+
+
+def _message_row(m: Message) -> tuple[Any, ...]:
+    return (m.id, m.tenant, m.user_id or "", m.agent_id or "", m.session_id or "", m.role,
+            m.name, m.content, to_text(m.event_time), to_text(m.created_at),
+            json.dumps(m.metadata, ensure_ascii=False))
+
+
+def _message(row: Sequence[Any]) -> Message:
+    return Message(id=row[0], tenant=row[1], user_id=row[2] or None, agent_id=row[3] or None,
+                   session_id=row[4] or None, role=row[5], name=row[6], content=row[7],
+                   event_time=from_text(row[8]), created_at=from_text(row[9]),
+                   metadata=json.loads(row[10]))
+
+
+def _event_row(e: HistoryEvent) -> tuple[Any, ...]:
+    return (e.id, e.memory_id, e.tenant, e.op, e.version, e.old_text, e.new_text, e.actor,
+            e.reason, to_text(e.at))
+
+
+def _event(row: Sequence[Any]) -> HistoryEvent:
+    return HistoryEvent(id=row[0], memory_id=row[1], tenant=row[2], op=row[3], version=row[4],
+                        old_text=row[5], new_text=row[6], actor=row[7], reason=row[8],
+                        at=from_text(row[9]))

@@ -1,0 +1,90 @@
+"""The SQLite schema, as numbered migrations applied in order inside one transaction each.
+
+Scope columns hold '' for "not set" so that they can take part in unique keys and indexes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    """Run a script statement by statement (``executescript`` would commit midway)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE messages (
+            rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant TEXT NOT NULL, user_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+            session_id TEXT NOT NULL, id TEXT NOT NULL, role TEXT NOT NULL, name TEXT,
+            content TEXT NOT NULL, event_time TEXT NOT NULL, created_at TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            UNIQUE (tenant, user_id, agent_id, session_id, id)
+        );
+        CREATE INDEX messages_user ON messages (tenant, user_id, event_time);
+        CREATE TABLE memories (
+            rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            tenant TEXT NOT NULL, user_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            kind TEXT NOT NULL, text TEXT NOT NULL, role TEXT, speaker TEXT,
+            hash TEXT NOT NULL, source_ids TEXT NOT NULL, tags TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            event_time TEXT NOT NULL, valid_from TEXT NOT NULL, valid_to TEXT,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            status TEXT NOT NULL, version INTEGER NOT NULL, superseded_by TEXT,
+            importance REAL NOT NULL, pinned INTEGER NOT NULL,
+            access_count INTEGER NOT NULL, last_accessed_at TEXT, expires_at TEXT
+        );
+        CREATE INDEX memories_user ON memories (tenant, user_id, status, version);
+        CREATE INDEX memories_agent ON memories (tenant, agent_id, status, version);
+        CREATE INDEX memories_session ON memories (tenant, session_id, status, version);
+        CREATE INDEX memories_time ON memories (tenant, user_id, event_time);
+        CREATE TABLE memory_vectors (
+            memory_rowid INTEGER PRIMARY KEY REFERENCES memories (rowid),
+            vec BLOB NOT NULL
+        );
+        CREATE VIRTUAL TABLE memories_fts USING fts5 (
+            text, tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE history (
+            rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE, memory_id TEXT NOT NULL, tenant TEXT NOT NULL,
+            op TEXT NOT NULL, version INTEGER NOT NULL, old_text TEXT, new_text TEXT,
+            actor TEXT NOT NULL, reason TEXT, at TEXT NOT NULL
+        );
+        CREATE INDEX history_memory ON history (memory_id);
+        CREATE TABLE adds (
+            tenant TEXT NOT NULL, key TEXT NOT NULL, memory_ids TEXT NOT NULL,
+            user_id TEXT NOT NULL, agent_id TEXT NOT NULL, session_id TEXT NOT NULL,
+            created_at TEXT NOT NULL, PRIMARY KEY (tenant, key)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+"""Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema up to date; safe when several processes open a new file at once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        current = db.execute("PRAGMA user_version").fetchone()[0]
+        for number in range(current + 1, len(MIGRATIONS) + 1):
+            MIGRATIONS[number - 1](db)
+            db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)

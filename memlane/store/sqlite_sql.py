@@ -1,0 +1,145 @@
+"""Record queries and filters compiled to SQLite: SQL text from fixed pieces, values as
+parameters. ``filters.matches`` is the semantics this must reproduce (a property test
+compares the two on random filters and records)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..filters import And, Cmp, Node, Not, Or, same_type
+from ..timeutil import to_text
+from ..types import SCOPE_FIELDS
+from .base import AS_OF_STATUSES, RecordQuery
+
+Params = list[Any]
+_ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
+    """The WHERE clause that admits exactly what ``query.admits`` admits."""
+    parts = [f"{alias}.tenant = ?"]
+    params: Params = [query.scope.tenant]
+    for name in SCOPE_FIELDS:
+        value = getattr(query.scope, name)
+        if value is not None:
+            parts.append(f"{alias}.{name} = ?")
+            params.append(value)
+    if query.kinds is not None:
+        parts.append(f"{alias}.kind IN ({_marks(len(query.kinds))})")
+        params.extend(query.kinds)
+    if query.as_of is None:
+        parts.append(f"{alias}.status IN ({_marks(len(query.statuses))})")
+        params.extend(query.statuses)
+    else:
+        moment = to_text(query.as_of)
+        parts.append(
+            f"{alias}.status IN ({_marks(len(AS_OF_STATUSES))}) "
+            f"AND {alias}.valid_from <= ? AND ({alias}.valid_to IS NULL OR {alias}.valid_to > ?)"
+        )
+        params.extend([*AS_OF_STATUSES, moment, moment])
+    if query.filters is not None:
+        sql, fparams = compile_filter(query.filters, alias)
+        parts.append(sql)
+        params.extend(fparams)
+    return " AND ".join(parts), params
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def compile_filter(node: Node, alias: str = "m") -> tuple[str, Params]:
+    if isinstance(node, And | Or):
+        joined = [compile_filter(n, alias) for n in node.items]
+        glue = " AND " if isinstance(node, And) else " OR "
+        return "(" + glue.join(s for s, _ in joined) + ")", [p for _, ps in joined for p in ps]
+    if isinstance(node, Not):
+        sql, params = compile_filter(node.item, alias)
+        return f"(NOT {sql})", params
+    if node.ftype == "json":
+        sql, params = _json_leaf(node, f"{alias}.metadata")
+    else:
+        sql, params = _column_leaf(node, _column(node.field, alias))
+    return f"COALESCE(({sql}), 0)", params
+
+
+def _column(field: str, alias: str) -> str:
+    if field in SCOPE_FIELDS:
+        return f"NULLIF({alias}.{field}, '')"
+    return f"{alias}.{field}"
+
+
+def _column_leaf(node: Cmp, col: str) -> tuple[str, Params]:
+    op, value = node.op, node.value
+    if node.ftype == "list":
+        return (f"EXISTS (SELECT 1 FROM json_each({col}) WHERE type = 'text' AND value = ?)",
+                [value])
+    if op in ("eq", "ne", "in", "nin"):
+        values = value if op in ("in", "nin") else (value,)
+        if not values:
+            sql, params = "0", []
+        else:
+            pieces = [_column_eq(col, v) for v in values]
+            sql = "(" + " OR ".join(s for s, _ in pieces) + ")"
+            params = [p for _, ps in pieces for p in ps]
+        return (sql if op in ("eq", "in") else f"NOT COALESCE({sql}, 0)"), params
+    if op == "contains":
+        return f"instr({col}, ?) > 0", [value]
+    return f"{col} {_ORDER_SQL[op]} ?", [value]
+
+
+def _column_eq(col: str, value: Any) -> tuple[str, Params]:
+    if value is None:
+        return f"{col} IS NULL", []
+    return f"{col} = ?", [int(value) if isinstance(value, bool) else value]
+
+
+def _json_path(path: tuple[str, ...]) -> str:
+    return "$" + "".join(f'."{part}"' for part in path)
+
+
+def _json_type_guard(expr_type: str, value: Any) -> tuple[str, Params]:
+    """SQL true when a JSON value of type ``expr_type`` has the same JSON type as ``value``."""
+    if isinstance(value, bool):
+        return f"{expr_type} = ?", ["true" if value else "false"]
+    if value is None:
+        return f"{expr_type} = 'null'", []
+    if same_type(value, 0):
+        return f"{expr_type} IN ('integer', 'real')", []
+    return f"{expr_type} = 'text'", []
+
+
+def _json_eq(meta: str, path: str, value: Any) -> tuple[str, Params]:
+    guard, gparams = _json_type_guard(f"json_type({meta}, ?)", value)
+    if isinstance(value, bool) or value is None:
+        return f"({guard})", [path, *gparams]
+    return f"({guard} AND json_extract({meta}, ?) = ?)", [path, *gparams, path, value]
+
+
+def _json_leaf(node: Cmp, meta: str) -> tuple[str, Params]:
+    op, value, path = node.op, node.value, _json_path(node.path)
+    if op in ("eq", "ne", "in", "nin"):
+        values = value if op in ("in", "nin") else (value,)
+        pieces = [_json_eq(meta, path, v) for v in values]
+        sql = "(" + " OR ".join(s for s, _ in pieces) + ")" if pieces else "0"
+        params = [p for _, ps in pieces for p in ps]
+        return (sql if op in ("eq", "in") else f"NOT COALESCE({sql}, 0)"), params
+    if op == "contains":
+        return _json_contains(meta, path, value)
+    guard, gparams = _json_type_guard(f"json_type({meta}, ?)", value)
+    return (f"({guard} AND json_extract({meta}, ?) {_ORDER_SQL[op]} ?)",
+            [path, *gparams, path, value])
+
+
+def _json_contains(meta: str, path: str, value: Any) -> tuple[str, Params]:
+    elem_guard, eparams = _json_type_guard("type", value)
+    elem = f"{elem_guard}" if isinstance(value, bool) or value is None else f"{elem_guard} AND value = ?"
+    elem_params = eparams if isinstance(value, bool) or value is None else [*eparams, value]
+    array = f"EXISTS (SELECT 1 FROM json_each({meta}, ?) WHERE {elem})"
+    if isinstance(value, str):
+        text = f"instr(json_extract({meta}, ?), ?) > 0"
+        text_params: Params = [path, value]
+    else:
+        text, text_params = "0", []
+    sql = f"CASE json_type({meta}, ?) WHEN 'array' THEN {array} WHEN 'text' THEN {text} ELSE 0 END"
+    return sql, [path, path, *elem_params, *text_params]

@@ -1,0 +1,60 @@
+"""Time values: parsed strictly, kept timezone-aware in UTC, stored as sortable text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from .errors import InvalidInputError
+
+TimeLike = datetime | str | int | float
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(value: TimeLike, *, field: str = "timestamp") -> datetime:
+    """Read an ISO 8601 string, a datetime or epoch seconds; naive values are taken as UTC."""
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{field}: expected a time, got a boolean")
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, int | float):
+        try:
+            parsed = datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidInputError(f"{field}: {value!r} is not a valid epoch time") from exc
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"{field}: {value!r} is not an ISO 8601 time such as 2026-03-14T10:00:00Z"
+            ) from exc
+    else:
+        raise InvalidInputError(f"{field}: expected an ISO 8601 string, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def to_text(value: datetime) -> str:
+    """Fixed-width UTC text whose lexical order is time order."""
+    return value.astimezone(UTC).strftime(_FORMAT)
+
+
+def from_text(value: str) -> datetime:
+    return datetime.strptime(value, _FORMAT).replace(tzinfo=UTC)
+
+
+def opt_to_text(value: datetime | None) -> str | None:
+    return None if value is None else to_text(value)
+
+
+def opt_from_text(value: str | None) -> datetime | None:
+    return None if value is None else from_text(value)

@@ -1,0 +1,222 @@
+"""The values memlane stores and returns: scopes, raw messages, memory records, history."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from .errors import InvalidInputError
+
+Kind = str
+"""``turn``, ``fact``, ``summary``, ``profile``, ``insight``, ``procedure`` or a custom kind."""
+Status = Literal["active", "superseded", "archived", "deleted"]
+STATUSES: tuple[Status, ...] = ("active", "superseded", "archived", "deleted")
+
+SCOPE_FIELDS = ("user_id", "agent_id", "session_id")
+MAX_SCOPE_LENGTH = 256
+
+
+def _check_scope_value(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidInputError(f"{name} must not be empty; leave it out instead")
+    if len(value) > MAX_SCOPE_LENGTH:
+        raise InvalidInputError(f"{name} is longer than {MAX_SCOPE_LENGTH} characters")
+    if any(ord(ch) < 32 for ch in value):
+        raise InvalidInputError(f"{name} must not contain control characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose memory: a tenant, and any of a user, an agent and a session within it.
+
+    A scope restricts every read and write: a field that is set must match exactly, a field
+    left out matches any value. ``tenant`` is always set.
+    """
+
+    tenant: str = "default"
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if _check_scope_value("tenant", self.tenant) is None:
+            raise InvalidInputError("tenant must be set")
+        for name in SCOPE_FIELDS:
+            _check_scope_value(name, getattr(self, name))
+
+    @classmethod
+    def from_mapping(cls, tenant: str, values: Mapping[str, Any]) -> Scope:
+        unknown = set(values) - set(SCOPE_FIELDS)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown scope field(s) {sorted(unknown)}; use {', '.join(SCOPE_FIELDS)}"
+            )
+        return cls(tenant, **{k: v for k, v in values.items() if v is not None})
+
+    @property
+    def is_bounded(self) -> bool:
+        """True when at least one of user, agent or session is set."""
+        return any(getattr(self, name) is not None for name in SCOPE_FIELDS)
+
+    def require_bounded(self, operation: str) -> Scope:
+        if not self.is_bounded:
+            raise InvalidInputError(
+                f"{operation} needs a scope: pass at least one of user_id, agent_id, session_id"
+            )
+        return self
+
+    def contains(self, tenant: str, user_id: str | None, agent_id: str | None,
+                 session_id: str | None) -> bool:
+        """Whether a record with these scope values lies inside this scope."""
+        return tenant == self.tenant and all(
+            mine is None or mine == theirs
+            for mine, theirs in zip(
+                (self.user_id, self.agent_id, self.session_id),
+                (user_id, agent_id, session_id),
+                strict=True,
+            )
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"tenant": self.tenant}
+        out.update({k: v for k in SCOPE_FIELDS if (v := getattr(self, k)) is not None})
+        return out
+
+
+def content_hash(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A raw message, kept verbatim; memories cite it by ``id``."""
+
+    id: str
+    tenant: str
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    role: str
+    name: str | None
+    content: str
+    event_time: datetime
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """One stored unit of memory. See DESIGN section 2 for the meaning of each field."""
+
+    id: str
+    tenant: str
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    kind: Kind
+    text: str
+    role: str | None
+    speaker: str | None
+    hash: str
+    source_ids: tuple[str, ...]
+    event_time: datetime
+    valid_from: datetime
+    created_at: datetime
+    updated_at: datetime
+    valid_to: datetime | None = None
+    status: Status = "active"
+    version: int = 1
+    superseded_by: str | None = None
+    importance: float = 0.5
+    pinned: bool = False
+    access_count: int = 0
+    last_accessed_at: datetime | None = None
+    expires_at: datetime | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.tenant, self.user_id, self.agent_id, self.session_id)
+
+    @property
+    def index_text(self) -> str:
+        """What the keyword and vector indexes see: the text, prefixed by its speaker."""
+        return f"{self.speaker}: {self.text}" if self.speaker else self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        from .serialize import record_to_dict
+
+        return record_to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One entry of a memory's append-only history."""
+
+    id: str
+    memory_id: str
+    tenant: str
+    op: str
+    version: int
+    old_text: str | None
+    new_text: str | None
+    actor: str
+    reason: str | None
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        from .serialize import event_to_dict
+
+        return event_to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalDetail:
+    """How one retrieval signal ranked a hit and what it added to the fused score."""
+
+    rank: int
+    raw_score: float
+    contribution: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A memory found by a search, with a score in [0, 1] (higher is better)."""
+
+    memory: MemoryRecord
+    score: float
+    explain: dict[str, SignalDetail] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.memory.id
+
+    @property
+    def text(self) -> str:
+        return self.memory.text
+
+    def to_dict(self) -> dict[str, Any]:
+        from .serialize import hit_to_dict
+
+        return hit_to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The shared result type of every store search: a record and its similarity in [0, 1]."""
+
+    record: MemoryRecord
+    score: float
