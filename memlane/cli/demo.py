@@ -1,0 +1,42 @@
+"""``memlane demo``: ingest the shipped sample conversation, then search it and pack context."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any, TextIO
+
+from ..memory import Memory
+
+SAMPLE = "sample_conversation.json"
+
+
+def load_sample() -> dict[str, Any]:
+    text = resources.files("memlane.demo").joinpath(SAMPLE).read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def run(memory: Memory, out: TextIO) -> None:
+    sample = load_sample()
+    user = sample["user_id"]
+    stored = 0
+    for session in sample["sessions"]:
+        stored += len(memory.add(session["messages"], user_id=user,
+                                 session_id=session["session_id"],
+                                 timestamp=session["timestamp"]))
+    total = len(memory.get_all(user_id=user, limit=1000))
+    out.write(f"Ingested {len(sample['sessions'])} sessions for user '{user}': "
+              f"{total} memories in the store (adding again stores nothing twice).\n")
+    for query in sample["searches"]:
+        out.write(f"\nsearch: {query}\n")
+        for hit in memory.search(query, user_id=user, limit=3):
+            when = hit.memory.event_time.strftime("%Y-%m-%d")
+            sources = ", ".join(hit.memory.source_ids)
+            out.write(f"  {hit.score:.3f}  [{when}] {hit.memory.speaker}: {hit.text}\n"
+                      f"         source: {sources}\n")
+    ctx = memory.context(sample["context_query"], user_id=user, budget_tokens=300)
+    out.write(f"\ncontext for: {sample['context_query']} "
+              f"({ctx.tokens} of {ctx.budget_tokens} tokens, "
+              f"{'whole history' if ctx.complete else 'best matches'}, "
+              f"{len(ctx.sources)} sources)\n{ctx.text}\n")

@@ -1,0 +1,251 @@
+"""The ``memlane`` command. JSON on stdout by default, ``--table`` for people.
+
+Exit codes: 0 success, 1 run-time failure, 2 invalid input or usage, 3 not found,
+4 conflict (retry). Settings come from flags, then the environment (``MEMLANE_DB``,
+``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``), then defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..embed.base import Embedder
+from ..errors import ConflictError, MemlaneError, NotFoundError, UsageError
+from ..exchange import jsonl, locomo
+from ..memory import Memory, default_location
+from . import demo
+from .output import render_json, render_table
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
+EMBEDDERS = ("minilm", "fake")
+
+
+def _make_embedder(name: str) -> Embedder:
+    from ..embed import FakeEmbedder, MiniLMEmbedder
+
+    if name == "fake":
+        return FakeEmbedder()
+    return MiniLMEmbedder()
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+def _scope_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", dest="user_id", help="user id of the scope")
+    parser.add_argument("--agent", dest="agent_id", help="agent id of the scope")
+    parser.add_argument("--session", dest="session_id", help="session id of the scope")
+
+
+def _scope(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"user_id": args.user_id, "agent_id": args.agent_id, "session_id": args.session_id}
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def cmd_add(mem: Memory, a: argparse.Namespace) -> Any:
+    messages: Any = a.text
+    if a.json:
+        source = sys.stdin.read() if a.text == "-" else a.text
+        messages = _json_arg(source)
+    elif a.text == "-":
+        messages = sys.stdin.read()
+    if isinstance(messages, str):
+        messages = [{"role": a.role, "content": messages, **({"name": a.name} if a.name else {})}]
+    return mem.add(messages, **_scope(a), timestamp=a.timestamp, metadata=a.metadata,
+                   idempotency_key=a.key)
+
+
+def cmd_search(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.search(a.query, **_scope(a), limit=a.limit, filters=a.filter, kinds=a.kind,
+                      as_of=a.as_of, explain=a.explain, recipe=a.recipe)
+
+
+def cmd_context(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.context(a.query, **_scope(a), budget_tokens=a.budget, filters=a.filter)
+
+
+def cmd_list(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.get_all(**_scope(a), filters=a.filter, kinds=a.kind, as_of=a.as_of,
+                       statuses=a.status, limit=a.limit, offset=a.offset)
+
+
+def cmd_show(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.get(a.id, **_scope(a))
+
+
+def cmd_history(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.history(a.id, **_scope(a))
+
+
+def cmd_update(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.update(a.id, a.text, **_scope(a), metadata=a.metadata, reason=a.reason)
+
+
+def cmd_delete(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.delete(a.id, **_scope(a), reason=a.reason)
+
+
+def cmd_forget(mem: Memory, a: argparse.Namespace) -> Any:
+    if not a.yes:
+        raise UsageError("forget erases a whole scope for good; confirm with --yes")
+    return {"erased": mem.forget(**_scope(a))}
+
+
+def cmd_import(mem: Memory, a: argparse.Namespace) -> Any:
+    path = Path(a.file)
+    fmt = a.format
+    if fmt == "auto":
+        fmt = "jsonl" if path.suffix in (".jsonl", ".ndjson") else "locomo"
+    if fmt == "locomo":
+        conversations = locomo.load(path)
+        return locomo.ingest(mem, conversations, user_prefix=a.user_prefix,
+                             progress=not a.quiet)
+    try:
+        with path.open(encoding="utf-8") as lines:
+            return jsonl.import_export(mem, lines, progress=not a.quiet)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+
+
+def cmd_export(mem: Memory, a: argparse.Namespace) -> Any:
+    if a.out in (None, "-"):
+        jsonl.write_export(mem.store, mem.tenant, sys.stdout)
+        return None
+    with open(a.out, "w", encoding="utf-8") as out:
+        lines = jsonl.write_export(mem.store, mem.tenant, out)
+    return {"exported_lines": lines, "file": a.out}
+
+
+def cmd_demo(mem: Memory, a: argparse.Namespace) -> Any:
+    demo.run(mem, sys.stdout)
+    return None
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memlane", description="Long-term memory for LLM agents.")
+    p.add_argument("--db", help="store location: a SQLite file path (default: $MEMLANE_DB or "
+                   "the user data directory) or :memory:")
+    p.add_argument("--tenant", help="tenant (default: $MEMLANE_TENANT or 'default')")
+    p.add_argument("--embedder", choices=EMBEDDERS,
+                   help="embedding model (default: $MEMLANE_EMBEDDER or minilm)")
+    p.add_argument("--table", action="store_true", help="print a table instead of JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[Memory, argparse.Namespace], Any],
+                helptext: str, scoped: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=helptext, description=helptext)
+        sp.set_defaults(handler=handler)
+        if scoped:
+            _scope_args(sp)
+        return sp
+
+    sp = command("add", cmd_add, "store a message (or, with --json, a list of messages)")
+    sp.add_argument("text", help="the message text, '-' for stdin")
+    sp.add_argument("--json", action="store_true", help="TEXT is a JSON list of messages")
+    sp.add_argument("--role", default="user")
+    sp.add_argument("--name", help="speaker name")
+    sp.add_argument("--timestamp", help="when it was said (ISO 8601)")
+    sp.add_argument("--metadata", type=_json_arg, help="JSON object")
+    sp.add_argument("--key", help="idempotency key")
+
+    sp = command("search", cmd_search, "find memories")
+    sp.add_argument("query")
+    sp.add_argument("--limit", type=int, default=10)
+    sp.add_argument("--filter", type=_json_arg, help="JSON filter (see docs/filters.md)")
+    sp.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    sp.add_argument("--as-of", help="what was true at this time")
+    sp.add_argument("--explain", action="store_true", help="show each signal's contribution")
+    sp.add_argument("--recipe", help="search recipe: hybrid, bm25 or dense")
+
+    sp = command("context", cmd_context, "pack memories for a prompt")
+    sp.add_argument("query")
+    sp.add_argument("--budget", type=int, default=1500, help="token budget")
+    sp.add_argument("--filter", type=_json_arg)
+
+    sp = command("list", cmd_list, "list memories of a scope")
+    sp.add_argument("--filter", type=_json_arg)
+    sp.add_argument("--kind", action="append")
+    sp.add_argument("--as-of")
+    sp.add_argument("--status", action="append", help="status to include (repeatable)")
+    sp.add_argument("--limit", type=int, default=100)
+    sp.add_argument("--offset", type=int, default=0)
+
+    for name, handler, text in (("show", cmd_show, "show one memory"),
+                                ("history", cmd_history, "show a memory's history")):
+        command(name, handler, text).add_argument("id")
+
+    sp = command("update", cmd_update, "change a memory's text (a new version)")
+    sp.add_argument("id")
+    sp.add_argument("text")
+    sp.add_argument("--metadata", type=_json_arg)
+    sp.add_argument("--reason")
+
+    sp = command("delete", cmd_delete, "delete a memory (soft; history is kept)")
+    sp.add_argument("id")
+    sp.add_argument("--reason")
+
+    sp = command("forget", cmd_forget, "erase a whole scope for good")
+    sp.add_argument("--yes", action="store_true", help="confirm the erasure")
+
+    sp = command("import", cmd_import, "import a memlane export or a LoCoMo file", False)
+    sp.add_argument("file")
+    sp.add_argument("--format", choices=("auto", "jsonl", "locomo"), default="auto")
+    sp.add_argument("--user-prefix", default="", help="prefix for LoCoMo sample user ids")
+
+    sp = command("export", cmd_export, "export all memories as JSON lines", False)
+    sp.add_argument("--out", help="output file (default: stdout)")
+
+    command("demo", cmd_demo, "ingest a sample conversation and search it", False)
+    return p
+
+
+def open_memory(args: argparse.Namespace) -> Memory:
+    location = args.db or os.environ.get("MEMLANE_DB") or str(default_location())
+    embedder = args.embedder or os.environ.get("MEMLANE_EMBEDDER") or "minilm"
+    if embedder not in EMBEDDERS:
+        raise UsageError(f"unknown embedder {embedder!r}; choose from {EMBEDDERS}")
+    tenant = args.tenant or os.environ.get("MEMLANE_TENANT") or "default"
+    return Memory(location, embedder=_make_embedder(embedder), tenant=tenant)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with open_memory(args) as mem:
+            result = args.handler(mem, args)
+    except UsageError as exc:
+        return _fail(exc, EXIT_USAGE)
+    except NotFoundError as exc:
+        return _fail(exc, EXIT_NOT_FOUND)
+    except ConflictError as exc:
+        return _fail(exc, EXIT_CONFLICT)
+    except MemlaneError as exc:
+        return _fail(exc, EXIT_FAILURE)
+    if result is not None:
+        print(render_table(result) if args.table else render_json(result))
+    return EXIT_OK
+
+
+def _fail(exc: MemlaneError, code: int) -> int:
+    print(f"memlane: error: {exc}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Reader for conversation files in the LoCoMo format (a list of samples with sessions).
+
+Each sample becomes one scope; each session, in order, one ``add`` with the session's date
+as its time; each turn one message whose id is its ``dia_id`` (so evidence can be cited).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..memory import Memory
+
+_SESSION = re.compile(r"session_(\d+)")
+_DATE_FORMATS = ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    number: int
+    time: datetime
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    sample_id: str
+    speakers: tuple[str, str]
+    sessions: list[Session]
+    qa: list[dict[str, Any]]
+
+    @property
+    def turn_count(self) -> int:
+        return sum(len(s.messages) for s in self.sessions)
+
+
+def turn_text(turn: dict[str, Any]) -> str:
+    """A turn's text, with the caption of an image it shared (as the data README does)."""
+    text = str(turn.get("text", ""))
+    caption = turn.get("blip_caption")
+    return f"{text} and shared {caption}." if caption else text
+
+
+def parse_date(value: str) -> datetime:
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise InvalidInputError(f"unrecognised LoCoMo session date {value!r}")
+
+
+def load(path: str | Path) -> list[Conversation]:
+    """Read and validate a LoCoMo-format file; raise InvalidInputError if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{path} is not a readable JSON file: {exc}") from exc
+    if not looks_like(data):
+        raise InvalidInputError(
+            f"{path} is not in the LoCoMo format (a list of samples with 'sample_id' "
+            "and 'conversation')"
+        )
+    return [_conversation(sample) for sample in data]
+
+
+def looks_like(data: Any) -> bool:
+    return (isinstance(data, list) and bool(data) and isinstance(data[0], dict)
+            and "sample_id" in data[0] and isinstance(data[0].get("conversation"), dict))
+
+
+def _conversation(sample: dict[str, Any]) -> Conversation:
+    conv = sample["conversation"]
+    sessions = []
+    for key, turns in conv.items():
+        match = _SESSION.fullmatch(key)
+        if not match or not isinstance(turns, list) or not turns:
+            continue
+        number = int(match.group(1))
+        date = conv.get(f"session_{number}_date_time")
+        if not isinstance(date, str):
+            raise InvalidInputError(f"{sample['sample_id']} session {number} has no date")
+        messages = [
+            {"role": "user", "name": str(t["speaker"]), "id": str(t["dia_id"]),
+             "content": turn_text(t)}
+            for t in turns if str(t.get("text", "")).strip() or t.get("blip_caption")
+        ]
+        sessions.append(Session(number, parse_date(date), messages))
+    sessions.sort(key=lambda s: s.number)
+    return Conversation(
+        sample_id=str(sample["sample_id"]),
+        speakers=(str(conv.get("speaker_a", "")), str(conv.get("speaker_b", ""))),
+        sessions=sessions,
+        qa=list(sample.get("qa", [])),
+    )
+
+
+def ingest(memory: Memory, conversations: list[Conversation], *, user_prefix: str = "",
+           progress: bool = False) -> dict[str, int]:
+    """Add every session of every conversation, in order; return counts."""
+    from tqdm import tqdm
+
+    total = sum(c.turn_count for c in conversations)
+    stored = 0
+    with tqdm(total=total, desc="import", unit="turn", disable=not progress) as bar:
+        for conv in conversations:
+            for session in conv.sessions:
+                added = memory.add(session.messages, user_id=user_prefix + conv.sample_id,
+                                   session_id=f"session_{session.number}",
+                                   timestamp=session.time)
+                stored += len(added)
+                bar.update(len(session.messages))
+    return {"conversations": len(conversations), "turns": total, "memories": stored}
