@@ -25,7 +25,7 @@ is the reference semantics every compiled form must agree with.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -186,7 +186,7 @@ _ALLOWED_OPS: dict[FieldType, tuple[str, ...]] = {
     "list": ("contains",),
     "json": OPERATORS,
 }
-_VALUE_CHECKS = {
+_VALUE_CHECKS: dict[FieldType, Callable[[Any], bool]] = {
     "text": lambda v: isinstance(v, str),
     "number": _is_number,
     "bool": lambda v: isinstance(v, bool),

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..embed.base import Embedder
 from ..errors import ConflictError, MemlaneError, NotFoundError, UsageError
@@ -47,7 +47,13 @@ def _scope_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", dest="session_id", help="session id of the scope")
 
 
-def _scope(args: argparse.Namespace) -> dict[str, str | None]:
+class ScopeArgs(TypedDict):
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+
+
+def _scope(args: argparse.Namespace) -> ScopeArgs:
     return {"user_id": args.user_id, "agent_id": args.agent_id, "session_id": args.session_id}
 
 

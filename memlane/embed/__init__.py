@@ -1,6 +1,6 @@
-"""Embedders: text to unit vectors. ``MiniLMEmbedder`` is the default, ``FakeEmbedder`` for tests."""
+"""Embedders: text to unit vectors; ``MiniLMEmbedder`` by default, ``FakeEmbedder`` in tests."""
 
-from .base import EmbedKind, Embedder
+from .base import Embedder, EmbedKind
 from .fake import FakeEmbedder
 from .onnx_minilm import MiniLMEmbedder
 

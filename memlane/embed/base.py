@@ -56,7 +56,8 @@ class Embedder(ABC):
         return out
 
     def embed_one(self, text: str, kind: EmbedKind = "query") -> npt.NDArray[np.float32]:
-        return self.embed([text], kind)[0]
+        vector: npt.NDArray[np.float32] = self.embed([text], kind)[0]
+        return vector
 
     @abstractmethod
     def _embed(self, texts: list[str], kind: EmbedKind) -> Matrix:
@@ -67,7 +68,8 @@ def _key(kind: str, text: str) -> bytes:
     return hashlib.blake2b(f"{kind}\x1f{text}".encode(), digest_size=16).digest()
 
 
-def _normalize(matrix: npt.NDArray[np.floating]) -> Matrix:  # type: ignore[type-arg]
-    matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+def _normalize(matrix: Matrix) -> Matrix:
+    values = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(values, axis=1, keepdims=True)
+    result: Matrix = (values / np.maximum(norms, 1e-12)).astype(np.float32)
+    return result

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 
 from ..text import terms
-from .base import EmbedKind, Embedder, Matrix
+from .base import Embedder, EmbedKind, Matrix
 
 
 class FakeEmbedder(Embedder):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, missing_extra
-from .base import EmbedKind, Embedder, Matrix
+from .base import Embedder, EmbedKind, Matrix
 
 TOKENIZER_FILE = "minilm-tokenizer.json"
 

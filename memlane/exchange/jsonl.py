@@ -45,18 +45,19 @@ def export_lines(store: Store, tenant: str) -> Iterator[dict[str, Any]]:
         history[event.memory_id].append(event_to_dict(event))
     query = RecordQuery(scope, statuses=STATUSES)
     offset = 0
-    while page := store.find(query, limit=PAGE, offset=offset):
-        for record in page:
+    while records := store.find(query, limit=PAGE, offset=offset):
+        for record in records:
             yield {"type": "memory", **record_to_dict(record), "history": history[record.id]}
-        offset += len(page)
+        offset += len(records)
 
 
 def write_export(store: Store, tenant: str, out: IO[str]) -> int:
     """Write the export of one tenant; return the number of lines written."""
-    n = 0
-    for n, line in enumerate(export_lines(store, tenant), start=1):
+    count = 0
+    for line in export_lines(store, tenant):
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
-    return n
+        count += 1
+    return count
 
 
 ScopeKey = tuple[str, str | None, str | None, str | None]
@@ -117,14 +118,14 @@ def import_export(memory: Memory, lines: Iterable[str], *,
         groups.items(), desc="import", unit="scope", disable=not progress
     ):
         scope = Scope(memory.tenant, user, agent, session)
-        messages = [replace(m, tenant=scope.tenant) for m in messages]
-        records = [replace(r, tenant=scope.tenant) for r in records]
-        events = [replace(e, tenant=scope.tenant) for e in events]
         vectors = memory.embedder.embed([r.index_text for r in records], "document")
         key = "import:" + content_hash(*(m.id for m in messages), *(r.id for r in records))
         outcome = memory.store.write(WriteBatch(
-            scope=scope, add_key=key, messages=messages,
-            inserts=list(zip(records, vectors, strict=True)), events=events,
+            scope=scope, add_key=key,
+            messages=[replace(m, tenant=scope.tenant) for m in messages],
+            inserts=[(replace(r, tenant=scope.tenant), v)
+                     for r, v in zip(records, vectors, strict=True)],
+            events=[replace(e, tenant=scope.tenant) for e in events],
         ))
         if not outcome.applied:
             counts["skipped_scopes"] += 1

@@ -132,9 +132,9 @@ def _json_leaf(node: Cmp, meta: str) -> tuple[str, Params]:
 
 
 def _json_contains(meta: str, path: str, value: Any) -> tuple[str, Params]:
-    elem_guard, eparams = _json_type_guard("type", value)
-    elem = f"{elem_guard}" if isinstance(value, bool) or value is None else f"{elem_guard} AND value = ?"
-    elem_params = eparams if isinstance(value, bool) or value is None else [*eparams, value]
+    elem, elem_params = _json_type_guard("type", value)
+    if not (isinstance(value, bool) or value is None):
+        elem, elem_params = f"{elem} AND value = ?", [*elem_params, value]
     array = f"EXISTS (SELECT 1 FROM json_each({meta}, ?) WHERE {elem})"
     if isinstance(value, str):
         text = f"instr(json_extract({meta}, ?), ?) > 0"

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from memlane import FakeEmbedder, Memory
+from memlane.store import InMemoryStore, SQLiteStore, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may touch the user's real data directory."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.delenv("MEMLANE_DB", raising=False)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """A factory of empty stores of one kind; the conformance suite runs on every kind."""
+    made: list[Store] = []
+
+    def factory() -> Store:
+        if request.param == "memory":
+            store: Store = InMemoryStore()
+        else:
+            store = SQLiteStore(tmp_path / f"store-{len(made)}.db")
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> Store:
+    return make_store()
+
+
+@pytest.fixture
+def mem(store: Store) -> Iterator[Memory]:
+    memory = Memory(store=store, embedder=FakeEmbedder())
+    yield memory
+    memory.close()
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

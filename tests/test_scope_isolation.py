@@ -1,0 +1,68 @@
+"""No read or write reaches another user's memories, filters included."""
+
+from __future__ import annotations
+
+import pytest
+
+from memlane import FakeEmbedder, Memory
+from memlane.errors import NotFoundError
+from memlane.store import Store
+
+
+@pytest.fixture
+def two_users(mem: Memory) -> tuple[Memory, str, str]:
+    a = mem.add("my bank PIN is 4921", user_id="alice", metadata={"topic": "bank"})[0]
+    b = mem.add("my bank PIN is 1234", user_id="bob", metadata={"topic": "bank"})[0]
+    return mem, a.id, b.id
+
+
+def test_search_sees_only_the_callers_scope(two_users: tuple[Memory, str, str]) -> None:
+    mem, a, b = two_users
+    assert [h.id for h in mem.search("bank PIN", user_id="alice")] == [a]
+    assert [r.id for r in mem.get_all(user_id="alice")] == [a]
+    assert [m.id for m in mem.context("PIN", user_id="alice").memories] == [a]
+
+
+@pytest.mark.parametrize("filters", [
+    {"user_id": "bob"},
+    {"or": [{"user_id": "bob"}, {"user_id": "alice"}]},
+    {"not": {"user_id": "alice"}},
+    {"metadata.topic": "bank"},
+    {"user_id": {"in": ["alice", "bob"]}},
+])
+def test_filters_cannot_widen_a_scope(two_users: tuple[Memory, str, str],
+                                      filters: dict[str, object]) -> None:
+    mem, a, b = two_users
+    found = {h.id for h in mem.search("bank PIN", user_id="alice", filters=filters)}
+    found |= {r.id for r in mem.get_all(user_id="alice", filters=filters)}
+    assert b not in found
+
+
+def test_by_id_operations_respect_the_scope(two_users: tuple[Memory, str, str]) -> None:
+    mem, a, b = two_users
+    for call in (lambda: mem.get(b, user_id="alice"),
+                 lambda: mem.update(b, "hacked", user_id="alice"),
+                 lambda: mem.delete(b, user_id="alice"),
+                 lambda: mem.history(b, user_id="alice")):
+        with pytest.raises(NotFoundError):
+            call()
+    assert mem.get(b).text == "my bank PIN is 1234" and mem.get(b).version == 1
+
+
+def test_bulk_operations_respect_the_scope(two_users: tuple[Memory, str, str]) -> None:
+    mem, a, b = two_users
+    mem.delete_all(user_id="alice")
+    mem.forget(user_id="alice")
+    assert mem.get(b).status == "active"
+    assert len(mem.messages(user_id="bob")) == 1
+
+
+def test_tenants_are_isolated(store: Store) -> None:
+    acme = Memory(store=store, embedder=FakeEmbedder(), tenant="acme")
+    globex = Memory(store=store, embedder=FakeEmbedder(), tenant="globex")
+    r = acme.add("acme roadmap", user_id="u1")[0]
+    assert globex.search("acme roadmap", user_id="u1") == []
+    with pytest.raises(NotFoundError):
+        globex.get(r.id)
+    globex.forget(user_id="u1")
+    assert acme.get(r.id).text == "acme roadmap"

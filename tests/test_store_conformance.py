@@ -1,0 +1,212 @@
+"""The store conformance suite: written once, run against every store (see conftest)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from memlane.errors import ConflictError, InvalidInputError
+from memlane.ids import new_id
+from memlane.store import RecordQuery, RecordUpdate, Store, WriteBatch
+from memlane.types import HistoryEvent, MemoryRecord, Message, Scope, content_hash
+
+T0 = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
+DIM = 8
+
+
+def vec(*values: float) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(values)] = values
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def record(text: str, scope: Scope, *, when: datetime = T0, **fields: object) -> MemoryRecord:
+    base = MemoryRecord(
+        id=new_id(), tenant=scope.tenant, user_id=scope.user_id, agent_id=scope.agent_id,
+        session_id=scope.session_id, kind="turn", text=text, role="user", speaker=None,
+        hash=content_hash(text), source_ids=(new_id(),), event_time=when, valid_from=when,
+        created_at=when, updated_at=when,
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+ALICE = Scope("default", "alice")
+BOB = Scope("default", "bob")
+
+
+def put(store: Store, scope: Scope, *items: tuple[MemoryRecord, np.ndarray],
+        key: str | None = None) -> None:
+    store.write(WriteBatch(scope=scope, add_key=key, inserts=list(items)))
+
+
+def test_round_trip_keeps_every_field(store: Store) -> None:
+    r = record("I moved to Lisbon", ALICE, speaker="alice", tags=("home", "move"),
+               metadata={"topic": "travel", "n": 3, "nested": {"a": [1, "x"]}},
+               valid_to=T0 + timedelta(days=3), importance=0.9, pinned=True,
+               expires_at=T0 + timedelta(days=30), last_accessed_at=T0, access_count=2)
+    put(store, ALICE, (r, vec(1)))
+    assert store.get("default", [r.id]) == [r]
+    assert store.get("other-tenant", [r.id]) == []
+
+
+def test_scores_are_similarities_in_unit_interval_best_first(store: Store) -> None:
+    texts = ["lisbon is sunny", "paris has rain", "lisbon lisbon trams", "cats sleep"]
+    vectors = [vec(1, 0.1), vec(0, 1), vec(1, 0.5), vec(-1, 0)]
+    put(store, ALICE, *[(record(t, ALICE), v) for t, v in zip(texts, vectors, strict=True)])
+    q = RecordQuery(ALICE)
+    dense = store.vector_search(q, vec(1, 0.1), 10)
+    assert [h.record.text for h in dense][0] == "lisbon is sunny"
+    assert dense[0].score == pytest.approx(1.0, abs=1e-5)
+    assert dense[-1].record.text == "cats sleep"
+    keyword = store.keyword_search(q, "lisbon", 10)
+    assert {h.record.text for h in keyword} == {"lisbon is sunny", "lisbon lisbon trams"}
+    for hits in (dense, keyword):
+        scores = [h.score for h in hits]
+        assert all(0.0 <= s <= 1.0 for s in scores)
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_search_is_restricted_to_scope_before_ranking(store: Store) -> None:
+    put(store, BOB, *[(record(f"lisbon fact {i}", BOB), vec(1, i / 100)) for i in range(60)])
+    mine = record("I like lisbon too", ALICE)
+    put(store, ALICE, (mine, vec(0, 1)))
+    for hits in (store.vector_search(RecordQuery(ALICE), vec(1), 10),
+                 store.keyword_search(RecordQuery(ALICE), "lisbon", 10)):
+        assert [h.record.id for h in hits] == [mine.id]
+    # a small scope beside a big one still gets a full top-k from its own records
+    assert len(store.vector_search(RecordQuery(BOB), vec(0, 1), 50)) == 50
+
+
+def test_scope_fields_narrow_independently(store: Store) -> None:
+    s1 = Scope("default", "alice", "agent-a", "s1")
+    s2 = Scope("default", "alice", "agent-b", "s2")
+    a, b = record("one", s1), record("two", s2)
+    put(store, s1, (a, vec(1)))
+    put(store, s2, (b, vec(1)))
+    assert {r.id for r in store.find(RecordQuery(ALICE))} == {a.id, b.id}
+    assert [r.id for r in store.find(RecordQuery(Scope("default", agent_id="agent-b")))] == [b.id]
+    assert [r.id for r in store.find(RecordQuery(Scope("default", "alice", session_id="s1")))
+            ] == [a.id]
+    assert store.find(RecordQuery(Scope("other", "alice"))) == []
+
+
+def test_find_orders_by_event_time_and_pages(store: Store) -> None:
+    items = [(record(f"m{i}", ALICE, when=T0 + timedelta(minutes=10 - i)), vec(1))
+             for i in range(10)]
+    put(store, ALICE, *items)
+    q = RecordQuery(ALICE)
+    everything = store.find(q)
+    assert [r.text for r in everything] == [f"m{i}" for i in reversed(range(10))]
+    pages = store.find(q, limit=4) + store.find(q, limit=4, offset=4) + store.find(q, offset=8)
+    assert pages == everything
+    assert store.find(q, newest_first=True) == everything[::-1]
+    assert store.count(q) == 10
+
+
+def test_add_key_makes_writes_idempotent(store: Store) -> None:
+    first = record("hello", ALICE)
+    outcome = store.write(WriteBatch(scope=ALICE, add_key="k1", inserts=[(first, vec(1))]))
+    assert outcome.applied and outcome.memory_ids == (first.id,)
+    again = store.write(WriteBatch(scope=ALICE, add_key="k1",
+                                   inserts=[(record("hello", ALICE), vec(1))]))
+    assert not again.applied and again.memory_ids == (first.id,)
+    assert store.count(RecordQuery(ALICE)) == 1
+
+
+def test_batch_is_all_or_nothing(store: Store) -> None:
+    message = Message(id="m1", tenant="default", user_id="alice", agent_id=None,
+                      session_id=None, role="user", name=None, content="hi", event_time=T0,
+                      created_at=T0)
+    store.write(WriteBatch(scope=ALICE, messages=[message]))
+    with pytest.raises(InvalidInputError):
+        store.write(WriteBatch(scope=ALICE, add_key="k", messages=[message],
+                               inserts=[(record("hi", ALICE), vec(1))]))
+    assert store.count(RecordQuery(ALICE)) == 0
+    assert len(store.messages(ALICE)) == 1
+    # the failed batch did not consume its key
+    assert store.write(WriteBatch(scope=ALICE, add_key="k")).applied
+
+
+def test_update_checks_the_expected_version(store: Store) -> None:
+    r = record("old", ALICE)
+    put(store, ALICE, (r, vec(1)))
+    new = replace(r, text="new", version=2)
+    store.write(WriteBatch(scope=ALICE, updates=[RecordUpdate(new, 1, vec(0, 1))]))
+    assert store.get("default", [r.id])[0].text == "new"
+    assert store.keyword_search(RecordQuery(ALICE), "old", 5) == []
+    assert [h.record.id for h in store.keyword_search(RecordQuery(ALICE), "new", 5)] == [r.id]
+    assert store.vector_search(RecordQuery(ALICE), vec(0, 1), 1)[0].score == pytest.approx(1.0)
+    with pytest.raises(ConflictError):
+        store.write(WriteBatch(scope=ALICE, updates=[RecordUpdate(replace(new, version=3), 1)]))
+    assert store.get("default", [r.id])[0].version == 2
+
+
+def test_statuses_and_as_of(store: Store) -> None:
+    old = record("lives in paris", ALICE, valid_to=T0 + timedelta(days=10), status="superseded")
+    cur = record("lives in lisbon", ALICE, when=T0 + timedelta(days=10))
+    gone = record("deleted thing", ALICE, status="deleted")
+    put(store, ALICE, (old, vec(1)), (cur, vec(1)), (gone, vec(1)))
+    assert [r.id for r in store.find(RecordQuery(ALICE))] == [cur.id]
+    before = RecordQuery(ALICE, as_of=T0 + timedelta(days=5))
+    assert [r.id for r in store.find(before)] == [old.id]
+    assert [h.record.id for h in store.keyword_search(before, "lives", 5)] == [old.id]
+    after = RecordQuery(ALICE, as_of=T0 + timedelta(days=11))
+    assert [h.record.id for h in store.vector_search(after, vec(1), 5)] == [cur.id]
+    every = RecordQuery(ALICE, statuses=("active", "superseded", "deleted"))
+    assert store.count(every) == 3
+
+
+def test_kinds_narrow(store: Store) -> None:
+    turn, fact = record("a turn", ALICE), record("a fact", ALICE, kind="fact")
+    put(store, ALICE, (turn, vec(1)), (fact, vec(1)))
+    assert [r.id for r in store.find(RecordQuery(ALICE, kinds=("fact",)))] == [fact.id]
+
+
+def test_history_is_kept_in_order(store: Store) -> None:
+    r = record("x", ALICE)
+    events = [HistoryEvent(new_id(), r.id, "default", op, n, None, "x", "system", None, T0)
+              for n, op in enumerate(("add", "update", "delete"), start=1)]
+    store.write(WriteBatch(scope=ALICE, inserts=[(r, vec(1))], events=events[:1]))
+    store.write(WriteBatch(scope=ALICE, events=events[1:]))
+    assert store.history("default", r.id) == events
+    assert store.history("other", r.id) == []
+
+
+def test_erase_removes_the_scope_and_nothing_else(store: Store) -> None:
+    a, b = record("alice secret", ALICE), record("bob note", BOB)
+    message = Message(id="m1", tenant="default", user_id="alice", agent_id=None,
+                      session_id=None, role="user", name=None, content="alice secret",
+                      event_time=T0, created_at=T0)
+    event = HistoryEvent(new_id(), a.id, "default", "add", 1, None, "x", "system", None, T0)
+    store.write(WriteBatch(scope=ALICE, add_key="ka", messages=[message],
+                           inserts=[(a, vec(1))], events=[event]))
+    put(store, BOB, (b, vec(1)))
+    counts = store.erase(ALICE)
+    assert (counts.messages, counts.memories, counts.history) == (1, 1, 1)
+    assert store.get("default", [a.id]) == []
+    assert store.messages(ALICE) == []
+    assert store.history("default", a.id) == []
+    assert store.keyword_search(RecordQuery(ALICE), "secret", 5) == []
+    assert store.vectors("default", [a.id]) == {}
+    assert [r.id for r in store.find(RecordQuery(BOB))] == [b.id]
+    # after erasure the same add can be stored again
+    assert store.write(WriteBatch(scope=ALICE, add_key="ka", inserts=[(a, vec(1))])).applied
+
+
+def test_vectors_round_trip(store: Store) -> None:
+    r = record("v", ALICE)
+    put(store, ALICE, (r, vec(0.3, 0.4)))
+    np.testing.assert_allclose(store.vectors("default", [r.id])[r.id], vec(0.3, 0.4))
+
+
+def test_meta_and_reset(store: Store) -> None:
+    store.set_meta("embedder", "x/8")
+    put(store, ALICE, (record("x", ALICE), vec(1)))
+    assert store.get_meta("embedder") == "x/8"
+    assert store.tenants() == ["default"]
+    store.reset()
+    assert store.get_meta("embedder") is None
+    assert store.count(RecordQuery(ALICE)) == 0
