@@ -1,0 +1,50 @@
+"""The public surface: exported names, and sync/async parity."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import memlane
+from memlane import AsyncMemory, FakeEmbedder, Memory
+
+EXPORTED = [
+    "RECIPES", "AsyncMemory", "BackendError", "ConfigurationError", "ConflictError", "Context",
+    "Embedder", "FakeEmbedder", "FilterError", "HistoryEvent", "InvalidInputError",
+    "MemlaneError", "Memory", "MemoryRecord", "Message", "MiniLMEmbedder", "ModelError",
+    "NotFoundError", "Scope", "SearchConfig", "SearchHit", "SignalDetail", "StoreError",
+    "UsageError", "__version__",
+]
+
+
+def test_exported_members() -> None:
+    assert sorted(memlane.__all__) == sorted(EXPORTED)
+    for name in memlane.__all__:
+        assert hasattr(memlane, name)
+
+
+def _public(cls: type) -> dict[str, inspect.Signature]:
+    return {name: inspect.signature(member, eval_str=True) for name, member in vars(cls).items()
+            if not name.startswith("_") and callable(member)}
+
+
+def test_async_api_equals_sync_api() -> None:
+    sync, aio = _public(Memory), _public(AsyncMemory)
+    assert set(sync) == set(aio)
+    for name, signature in sync.items():
+        assert aio[name] == signature, name
+        assert inspect.iscoroutinefunction(getattr(AsyncMemory, name)), name
+    init_sync = inspect.signature(Memory.__init__, eval_str=True)
+    assert inspect.signature(AsyncMemory.__init__, eval_str=True) == init_sync
+
+
+def test_async_memory_works_end_to_end() -> None:
+    async def scenario() -> list[str]:
+        async with AsyncMemory(":memory:", embedder=FakeEmbedder()) as mem:
+            added = await asyncio.gather(*(mem.add(f"note {i}", user_id="u") for i in range(5)))
+            assert len(added) == 5
+            hits = await mem.search("note 3", user_id="u", recipe="bm25")
+            await mem.update(hits[0].id, "note three", user_id="u")
+            return [e.op for e in await mem.history(hits[0].id)]
+
+    assert asyncio.run(scenario()) == ["add", "update"]

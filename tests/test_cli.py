@@ -1,0 +1,153 @@
+"""The CLI through its real entry point (the installed ``memlane`` script)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import env_with
+
+SCRIPT = shutil.which("memlane", path=str(Path(sys.executable).parent)) or "memlane"
+
+
+def run(db: Path, *args: str, stdin: str | None = None, fake: bool = True,
+        code: int = 0) -> subprocess.CompletedProcess[str]:
+    env = env_with(MEMLANE_EMBEDDER="fake") if fake else env_with()
+    done = subprocess.run([SCRIPT, "--db", str(db), "--quiet", *args], input=stdin,
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == code, (done.stdout, done.stderr)
+    return done
+
+
+def out(done: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "cli.db"
+
+
+def test_add_search_list_show_history_update_delete(db: Path) -> None:
+    added = out(run(db, "add", "I moved to Lisbon in March.", "--user", "alice",
+                    "--name", "alice", "--timestamp", "2026-03-14T10:00:00Z",
+                    "--metadata", '{"topic": "home"}'))
+    memory_id = added[0]["id"]
+    assert added[0]["speaker"] == "alice" and added[0]["metadata"] == {"topic": "home"}
+    hits = out(run(db, "search", "Lisbon", "--user", "alice", "--explain"))
+    assert hits[0]["memory"]["id"] == memory_id and "keyword" in hits[0]["explain"]
+    assert out(run(db, "list", "--user", "alice", "--filter", '{"metadata.topic": "home"}'))
+    assert out(run(db, "show", memory_id, "--user", "alice"))["text"].startswith("I moved")
+    updated = out(run(db, "update", memory_id, "I live in Lisbon.", "--user", "alice",
+                      "--reason", "rephrased"))
+    assert updated["version"] == 2
+    assert out(run(db, "delete", memory_id, "--user", "alice"))["status"] == "deleted"
+    ops = [e["op"] for e in out(run(db, "history", memory_id))]
+    assert ops == ["add", "update", "delete"]
+    assert out(run(db, "list", "--user", "alice")) == []
+
+
+def test_table_output_is_for_people(db: Path) -> None:
+    run(db, "add", "tables are readable", "--user", "alice")
+    text = run(db, "--table", "search", "tables", "--user", "alice").stdout
+    assert text.splitlines()[0].split()[:2] == ["score", "id"]
+    assert "tables are readable" in text
+
+
+def test_add_reads_json_messages_from_stdin(db: Path) -> None:
+    messages = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}]
+    added = out(run(db, "add", "-", "--json", "--user", "u", stdin=json.dumps(messages)))
+    assert [m["text"] for m in added] == ["one", "two"]
+
+
+def test_context_command(db: Path) -> None:
+    run(db, "add", "Priya is allergic to peanuts.", "--user", "priya")
+    ctx = out(run(db, "context", "dinner", "--user", "priya", "--budget", "200"))
+    assert ctx["complete"] and "peanuts" in ctx["text"] and ctx["tokens"] <= 200
+
+
+def test_exit_codes_scripts_can_trust(db: Path) -> None:
+    run(db, "add", "x", "--user", "alice")
+    assert "empty" in run(db, "add", " ", "--user", "alice", code=2).stderr
+    run(db, "search", "x", code=2)  # no scope
+    run(db, "search", "x", "--user", "alice", "--filter", '{"nope": 1}', code=2)
+    run(db, "search", "x", "--user", "alice", "--filter", "{not json", code=2)
+    run(db, "show", "01NOTANID", "--user", "alice", code=3)
+    run(db, "forget", "--user", "alice", code=2)  # needs --yes
+    run(db, "no-such-command", code=2)
+
+
+def test_forget_erases_the_scope(db: Path) -> None:
+    run(db, "add", "alice data", "--user", "alice")
+    run(db, "add", "bob data", "--user", "bob")
+    erased = out(run(db, "forget", "--user", "alice", "--yes"))["erased"]
+    assert erased["memories"] == 1 and erased["messages"] == 1
+    assert out(run(db, "list", "--user", "alice")) == []
+    assert len(out(run(db, "list", "--user", "bob"))) == 1
+
+
+def test_export_then_import_round_trips(db: Path, tmp_path: Path) -> None:
+    first = out(run(db, "add", "remember this", "--user", "alice", "--session", "s1"))[0]
+    run(db, "update", first["id"], "remember this, please", "--user", "alice")
+    run(db, "add", "and this", "--user", "bob")
+    dump = tmp_path / "dump.jsonl"
+    assert out(run(db, "export", "--out", str(dump)))["exported_lines"] == 5
+    copy = tmp_path / "copy.db"
+    counts = out(run(copy, "import", str(dump)))
+    assert (counts["memories"], counts["messages"], counts["history"]) == (2, 2, 3)
+    again = out(run(copy, "import", str(dump)))
+    assert again["memories"] == 0 and again["skipped_scopes"] == 2
+    dump2 = tmp_path / "dump2.jsonl"
+    run(copy, "export", "--out", str(dump2))
+    assert dump.read_text().splitlines() == dump2.read_text().splitlines()
+
+
+def test_import_rejects_files_that_are_not_what_they_claim(db: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"hello": "world"}')
+    assert "LoCoMo" in run(db, "import", str(bogus), code=2).stderr
+    notjson = tmp_path / "x.jsonl"
+    notjson.write_text("this is not json\n")
+    run(db, "import", str(notjson), code=2)
+    run(db, "import", str(tmp_path / "missing.json"), code=2)
+
+
+def test_import_locomo_file(db: Path, tmp_path: Path) -> None:
+    sample = [{
+        "sample_id": "conv-x",
+        "conversation": {
+            "speaker_a": "Ann", "speaker_b": "Ben",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": [
+                {"speaker": "Ann", "dia_id": "D1:1", "text": "I adopted a puppy."},
+                {"speaker": "Ben", "dia_id": "D1:2", "text": "Cute!", "blip_caption": "a dog"},
+            ],
+            "session_2_date_time": "9:00 am on 9 June, 2023",
+            "session_2": [{"speaker": "Ben", "dia_id": "D2:1", "text": "How is the puppy?"}],
+            "session_3_date_time": "9:00 am on 9 July, 2023",
+        },
+        "qa": [],
+    }]
+    path = tmp_path / "locomo.json"
+    path.write_text(json.dumps(sample))
+    counts = out(run(db, "import", str(path)))
+    assert counts == {"conversations": 1, "turns": 3, "memories": 3}
+    listed = out(run(db, "list", "--user", "conv-x"))
+    assert [m["source_ids"] for m in listed] == [["D1:1"], ["D1:2"], ["D2:1"]]
+    assert listed[1]["text"] == "Cute! and shared a dog."
+    assert listed[0]["event_time"].startswith("2023-05-08T13:56")
+    assert listed[2]["session_id"] == "session_2"
+
+
+def test_demo_runs_on_the_default_embedder(db: Path) -> None:
+    text = run(db, "demo", fake=False).stdout
+    assert "search: What food restrictions should I keep in mind?" in text
+    assert "source:" in text and "<memories>" in text
+    again = run(db, "demo", fake=False).stdout
+    assert again.splitlines()[0] == text.splitlines()[0]
