@@ -17,7 +17,7 @@ def two_users(mem: Memory) -> tuple[Memory, str, str]:
 
 
 def test_search_sees_only_the_callers_scope(two_users: tuple[Memory, str, str]) -> None:
-    mem, a, b = two_users
+    mem, a, _ = two_users
     assert [h.id for h in mem.search("bank PIN", user_id="alice")] == [a]
     assert [r.id for r in mem.get_all(user_id="alice")] == [a]
     assert [m.id for m in mem.context("PIN", user_id="alice").memories] == [a]
@@ -32,14 +32,14 @@ def test_search_sees_only_the_callers_scope(two_users: tuple[Memory, str, str]) 
 ])
 def test_filters_cannot_widen_a_scope(two_users: tuple[Memory, str, str],
                                       filters: dict[str, object]) -> None:
-    mem, a, b = two_users
+    mem, _, b = two_users
     found = {h.id for h in mem.search("bank PIN", user_id="alice", filters=filters)}
     found |= {r.id for r in mem.get_all(user_id="alice", filters=filters)}
     assert b not in found
 
 
 def test_by_id_operations_respect_the_scope(two_users: tuple[Memory, str, str]) -> None:
-    mem, a, b = two_users
+    mem, _, b = two_users
     for call in (lambda: mem.get(b, user_id="alice"),
                  lambda: mem.update(b, "hacked", user_id="alice"),
                  lambda: mem.delete(b, user_id="alice"),
@@ -50,7 +50,7 @@ def test_by_id_operations_respect_the_scope(two_users: tuple[Memory, str, str]) 
 
 
 def test_bulk_operations_respect_the_scope(two_users: tuple[Memory, str, str]) -> None:
-    mem, a, b = two_users
+    mem, _, b = two_users
     mem.delete_all(user_id="alice")
     mem.forget(user_id="alice")
     assert mem.get(b).status == "active"

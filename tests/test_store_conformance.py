@@ -58,7 +58,7 @@ def test_scores_are_similarities_in_unit_interval_best_first(store: Store) -> No
     put(store, ALICE, *[(record(t, ALICE), v) for t, v in zip(texts, vectors, strict=True)])
     q = RecordQuery(ALICE)
     dense = store.vector_search(q, vec(1, 0.1), 10)
-    assert [h.record.text for h in dense][0] == "lisbon is sunny"
+    assert dense[0].record.text == "lisbon is sunny"
     assert dense[0].score == pytest.approx(1.0, abs=1e-5)
     assert dense[-1].record.text == "cats sleep"
     keyword = store.keyword_search(q, "lisbon", 10)
