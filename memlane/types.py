@@ -99,6 +99,11 @@ def content_hash(*parts: str) -> str:
     return digest.hexdigest()
 
 
+def index_text(text: str, speaker: str | None) -> str:
+    """What the keyword and vector indexes see: the text, prefixed by its speaker."""
+    return f"{speaker}: {text}" if speaker else text
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """A raw message, kept verbatim; memories cite it by ``id``."""
@@ -153,8 +158,7 @@ class MemoryRecord:
 
     @property
     def index_text(self) -> str:
-        """What the keyword and vector indexes see: the text, prefixed by its speaker."""
-        return f"{self.speaker}: {self.text}" if self.speaker else self.text
+        return index_text(self.text, self.speaker)
 
     def to_dict(self) -> dict[str, Any]:
         from .serialize import record_to_dict

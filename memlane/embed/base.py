@@ -55,6 +55,10 @@ class Embedder(ABC):
                     self._cache.popitem(last=False)
         return out
 
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
     def embed_one(self, text: str, kind: EmbedKind = "query") -> npt.NDArray[np.float32]:
         vector: npt.NDArray[np.float32] = self.embed([text], kind)[0]
         return vector

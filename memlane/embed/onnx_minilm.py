@@ -39,7 +39,7 @@ class MiniLMEmbedder(Embedder):
     dim = 384
 
     def __init__(self, *, threads: int | None = None, max_length: int = 256,
-                 batch_size: int = 64, cache_size: int = 20_000) -> None:
+                 batch_size: int = 8, cache_size: int = 20_000) -> None:
         super().__init__(cache_size=cache_size)
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.max_length = max_length
@@ -93,6 +93,9 @@ def _session(threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle worker threads must not spin: they would steal the cores that the database
+    # and the vector search run on between model calls
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model_path()), options,
                                     providers=["CPUExecutionProvider"])

@@ -8,6 +8,7 @@ the named configurations (``hybrid`` is the default). Every retriever runs on th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..embed.base import Embedder
@@ -68,6 +69,19 @@ def resolve(config: str | SearchConfig | None, default: SearchConfig) -> SearchC
     return RECIPES[config]
 
 
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memlane-retriever")
+
+
+def _run_all(names: tuple[str, ...], store: Store, embedder: Embedder, query: RecordQuery,
+             text: str, depth: int) -> list[list[Scored]]:
+    """Run retrievers concurrently: the model and the database both release the GIL, so
+    the query embedding overlaps the keyword search."""
+    if len(names) == 1:
+        return [RETRIEVERS[names[0]](store, embedder, query, text, depth)]
+    futures = [_POOL.submit(RETRIEVERS[n], store, embedder, query, text, depth) for n in names]
+    return [f.result() for f in futures]
+
+
 def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
         text: str, limit: int, *, explain: bool = False) -> list[SearchHit]:
     """Run each retriever to ``max(depth, limit)`` and fuse their rankings."""
@@ -75,8 +89,8 @@ def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQue
     by_id: dict[str, MemoryRecord] = {}
     rankings: dict[str, list[str]] = {}
     raw: dict[str, dict[str, float]] = {}
-    for name in config.retrievers:
-        found = RETRIEVERS[name](store, embedder, query, text, depth)
+    for name, found in zip(config.retrievers, _run_all(config.retrievers, store, embedder,
+                                                       query, text, depth), strict=True):
         rankings[name] = [s.record.id for s in found]
         raw[name] = {s.record.id: s.score for s in found}
         by_id.update((s.record.id, s.record) for s in found)

@@ -1,8 +1,9 @@
 """The default store: one SQLite file, safe for several processes at once.
 
-WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for every write, FTS5 for keywords kept in
-the same transaction as the rows, vectors as float32 blobs with an in-process cache derived
-from them (``vector_cache``). Driver errors are translated here into memlane's errors.
+WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for every write. Vectors are float32 blobs
+in the same transaction as their rows. Searches run on in-process indexes derived from the
+rows and checked against their versions (``vector_cache``, ``keyword_index``), reused until
+any connection commits a change. Driver errors are translated here into memlane's errors.
 """
 
 from __future__ import annotations
@@ -10,17 +11,27 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import ConflictError, InvalidInputError, StoreError
 from ..text import terms
 from ..timeutil import from_text, opt_from_text, opt_to_text, to_text
-from ..types import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Message, Scope, Scored
+from ..types import (
+    SCOPE_FIELDS,
+    HistoryEvent,
+    MemoryRecord,
+    Message,
+    Scope,
+    Scored,
+    index_text,
+)
 from .base import (
     EraseCounts,
     RecordQuery,
@@ -31,9 +42,13 @@ from .base import (
     dense_score,
     keyword_score,
 )
+from .keyword_index import KeywordIndex, top_with_ties
 from .sqlite_schema import migrate
 from .sqlite_sql import where_clause
 from .vector_cache import VectorCache
+
+KEYWORD_SCOPES = 64
+"""How many scopes keep an in-process keyword index (least recently searched dropped)."""
 
 _COLS = (
     "id, tenant, user_id, agent_id, session_id, kind, text, role, speaker, hash, source_ids, "
@@ -52,12 +67,17 @@ class SQLiteStore:
 
     capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True)
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0,
+                 query_cache_rows: int = 500_000) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._cache: VectorCache | None = None
+        self._vectors: VectorCache | None = None
+        self._queries: OrderedDict[tuple[Any, ...], _Admitted] = OrderedDict()
+        self._keyword: OrderedDict[tuple[str, ...], KeywordIndex] = OrderedDict()
+        self._query_cache_rows = query_cache_rows
+        self._writes = 0
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None,
                                        check_same_thread=False, timeout=timeout)
@@ -83,6 +103,8 @@ class SQLiteStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._writes += 1
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -152,8 +174,6 @@ class SQLiteStore:
             rowid = cursor.lastrowid
             db.execute("INSERT INTO memory_vectors (memory_rowid, vec) VALUES (?, ?)",
                        (rowid, _blob(vector)))
-            db.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)",
-                       (rowid, record.index_text))
 
     @staticmethod
     def _apply_updates(db: sqlite3.Connection, batch: WriteBatch) -> None:
@@ -168,9 +188,6 @@ class SQLiteStore:
             row = cursor.fetchone()
             if row is None:
                 raise ConflictError(f"memory {record.id} changed; re-read and retry")
-            db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
-            db.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)",
-                       (row[0], record.index_text))
             if update.vector is not None:
                 db.execute("UPDATE memory_vectors SET vec = ? WHERE memory_rowid = ?",
                            (_blob(update.vector), row[0]))
@@ -201,34 +218,84 @@ class SQLiteStore:
         return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
 
     def keyword_search(self, query: RecordQuery, text: str, limit: int) -> list[Scored]:
-        words = list(dict.fromkeys(terms(text)))
-        if not words or limit <= 0:
+        if limit <= 0 or not terms(text):
             return []
-        where, params = where_clause(query)
-        match = " OR ".join(f'"{w}"' for w in words)
-        rows = self._rows(
-            f"SELECT {_M_COLS}, -bm25(memories_fts) AS s FROM memories_fts "
-            f"JOIN memories m ON m.rowid = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND {where} ORDER BY s DESC, m.id LIMIT ?",
-            (match, *params, limit),
-        )
-        return [Scored(_record(r[:-1]), keyword_score(float(r[-1]))) for r in rows]
+        with self._lock:
+            admitted = self._admitted(query)
+            key = _scope_key(query.scope)
+            index = self._keyword.get(key)
+            if index is None or index.size > 4 * len(admitted.ids) + 10_000:
+                index = KeywordIndex()
+            self._keyword[key] = index
+            self._keyword.move_to_end(key)
+            while len(self._keyword) > KEYWORD_SCOPES:
+                self._keyword.popitem(last=False)
+            positions = index.positions(admitted.ids, admitted.versions, self._load_texts)
+            rowids, scores = index.search(positions, text, limit)
+        return self._ranked(rowids.tolist(), [keyword_score(s) for s in scores.tolist()], limit)
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
-        where, params = where_clause(query)
-        rows = self._rows(f"SELECT m.rowid, m.version FROM memories m WHERE {where}", params)
-        if not rows or limit <= 0:
+        if limit <= 0:
             return []
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        versions = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-        if self._cache is None or self._cache.dim != len(vector):
-            self._cache = VectorCache(len(vector))
-        cosines = self._cache.matrix_for(ids, versions, self._load_vectors) @ vector
-        top = _top_indices(cosines, limit)
-        by_rowid = self._records_by_rowid(ids[top].tolist())
-        hits = [Scored(by_rowid[int(ids[i])], dense_score(float(cosines[i]))) for i in top]
+        with self._lock:
+            admitted = self._admitted(query)
+            if not len(admitted.ids):
+                return []
+            matrix = self._matrix(admitted, len(vector))
+        cosines = (matrix @ vector).astype(np.float64)
+        top = top_with_ties(cosines, limit)
+        return self._ranked(admitted.ids[top].tolist(),
+                            [dense_score(c) for c in cosines[top].tolist()], limit)
+
+    def _ranked(self, rowids: list[int], scores: list[float], limit: int) -> list[Scored]:
+        """Records for scored rows, best first, ties broken by id as in every store."""
+        by_rowid = self._records_by_rowid(rowids)
+        hits = [Scored(by_rowid[r], s) for r, s in zip(rowids, scores, strict=True)
+                if r in by_rowid]
         hits.sort(key=lambda h: (-h.score, h.record.id))
-        return hits
+        return hits[:limit]
+
+    def _generation(self) -> tuple[int, int]:
+        """Changes whenever any connection (this one included) commits a write."""
+        return (int(self._rows("PRAGMA data_version")[0][0]), self._writes)
+
+    def _admitted(self, query: RecordQuery) -> _Admitted:
+        """The (rowid, version) pairs a query admits, reused until the database changes."""
+        where, params = where_clause(query)
+        key = (where, *params)
+        generation = self._generation()
+        cached = self._queries.get(key)
+        if cached is not None and cached.generation == generation:
+            self._queries.move_to_end(key)
+            return cached
+        rows = self._rows(f"SELECT m.rowid, m.version FROM memories m WHERE {where}", params)
+        entry = _Admitted(
+            generation,
+            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+            {},
+        )
+        self._queries[key] = entry
+        while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
+            self._queries.popitem(last=False)
+        return entry
+
+    def _matrix(self, admitted: _Admitted, dim: int) -> npt.NDArray[np.float32]:
+        """The admitted rows' vectors in order, kept with the admitted set."""
+        matrix = admitted.matrices.get(dim)
+        if matrix is None:
+            if self._vectors is None or self._vectors.dim != dim:
+                self._vectors = VectorCache(dim)
+            matrix = self._vectors.matrix_for(admitted.ids, admitted.versions,
+                                              self._load_vectors)
+            admitted.matrices[dim] = matrix
+        return matrix
+
+    def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
+        for chunk in _chunks(rowids):
+            rows = self._rows(f"SELECT rowid, text, speaker FROM memories WHERE rowid IN "
+                              f"({_q(len(chunk))})", chunk)
+            yield from ((r[0], index_text(r[1], r[2])) for r in rows)
 
     def _load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]:
         for chunk in _chunks(rowids):
@@ -276,10 +343,10 @@ class SQLiteStore:
     # --- forgetting ----------------------------------------------------------------------
 
     def erase(self, scope: Scope) -> EraseCounts:
-        """Delete a scope for good: rows, vectors, keyword index entries and history.
+        """Delete a scope for good: rows, vectors and history, and this process's indexes.
 
-        Runs with ``secure_delete`` on, merges the keyword index and truncates the WAL, so
-        the erased text is left neither in free pages, old index segments nor the journal.
+        Runs with ``secure_delete`` on and truncates the WAL, so the erased text is left
+        neither in free pages nor in the journal.
         """
         where, params = _scope_where(scope)
         with self._lock:
@@ -287,13 +354,18 @@ class SQLiteStore:
             try:
                 with self._tx() as db:
                     counts = self._erase_rows(db, where, params)
-                    db.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise StoreError(f"erase failed on {self.path}, nothing erased: {exc}") from exc
             finally:
                 self._db.execute("PRAGMA secure_delete = OFF")
+                self._drop_indexes()
         return counts
+
+    def _drop_indexes(self) -> None:
+        self._vectors = None
+        self._queries.clear()
+        self._keyword.clear()
 
     @staticmethod
     def _erase_rows(db: sqlite3.Connection, where: str, params: list[Any]) -> EraseCounts:
@@ -301,7 +373,6 @@ class SQLiteStore:
         db.execute("DELETE FROM gone")
         db.execute(f"INSERT INTO gone SELECT rowid, id FROM memories WHERE {where}", params)
         db.execute("DELETE FROM memory_vectors WHERE memory_rowid IN (SELECT rowid FROM gone)")
-        db.execute("DELETE FROM memories_fts WHERE rowid IN (SELECT rowid FROM gone)")
         n_history = db.execute(
             "DELETE FROM history WHERE memory_id IN (SELECT id FROM gone)").rowcount
         n_memories = db.execute(
@@ -316,16 +387,27 @@ class SQLiteStore:
             self._db.execute("PRAGMA secure_delete = ON")
             try:
                 with self._tx() as db:
-                    for table in ("memory_vectors", "memories_fts", "history", "memories",
+                    for table in ("memory_vectors", "history", "memories",
                                   "messages", "adds", "meta"):
                         db.execute(f"DELETE FROM {table}")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._db.execute("PRAGMA secure_delete = OFF")
-            self._cache = None
+                self._drop_indexes()
 
 
 # --- row conversion ----------------------------------------------------------------------
+
+
+class _Admitted(NamedTuple):
+    generation: tuple[int, int]
+    ids: npt.NDArray[np.int64]
+    versions: npt.NDArray[np.int64]
+    matrices: dict[int, npt.NDArray[np.float32]]
+
+
+def _scope_key(scope: Scope) -> tuple[str, ...]:
+    return (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
 
 
 def _q(n: int) -> str:
@@ -339,14 +421,6 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 
 def _blob(vector: Vector) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-def _top_indices(scores: np.ndarray[Any, Any], limit: int) -> list[int]:
-    if limit < len(scores):
-        part = np.argpartition(-scores, limit - 1)[:limit]
-    else:
-        part = np.arange(len(scores))
-    return part[np.argsort(-scores[part], kind="stable")].tolist()  # type: ignore[no-any-return]
 
 
 def _scope_values(scope: Scope) -> tuple[str, str, str]:

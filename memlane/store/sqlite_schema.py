@@ -52,9 +52,6 @@ def _v1(db: sqlite3.Connection) -> None:
             memory_rowid INTEGER PRIMARY KEY REFERENCES memories (rowid),
             vec BLOB NOT NULL
         );
-        CREATE VIRTUAL TABLE memories_fts USING fts5 (
-            text, tokenize = 'unicode61 remove_diacritics 2'
-        );
         CREATE TABLE history (
             rowid INTEGER PRIMARY KEY AUTOINCREMENT,
             id TEXT NOT NULL UNIQUE, memory_id TEXT NOT NULL, tenant TEXT NOT NULL,
