@@ -102,7 +102,8 @@ class KeywordIndex:
             if not len(p):
                 continue
             idf = math.log(1.0 + (n_docs - len(p) + 0.5) / (len(p) + 0.5))
-            np.add.at(scores, p, idf * tf * (self.k1 + 1.0) / (tf + norm[p]))
+            scores += np.bincount(p, idf * tf * (self.k1 + 1.0) / (tf + norm[p]),
+                                  minlength=self._size)
         hits = np.flatnonzero(scores > 0)
         hits = hits[top_with_ties(scores[hits], limit)]
         return self._rowid[hits], scores[hits]
