@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -19,7 +20,7 @@ from ..embed.base import Embedder
 from ..errors import ConflictError, MemlaneError, NotFoundError, UsageError
 from ..exchange import jsonl, locomo
 from ..memory import Memory, default_location
-from . import demo
+from . import demo, evaluate
 from .output import render_json, render_table
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
@@ -218,11 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="output file (default: stdout)")
 
     command("demo", cmd_demo, "ingest a sample conversation and search it", False)
+    evaluate.add_parser(sub)
     return p
 
 
-def open_memory(args: argparse.Namespace) -> Memory:
-    location = args.db or os.environ.get("MEMLANE_DB") or str(default_location())
+def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memory:
+    """The store the command works on; evaluations get a fresh one in ``temporary``."""
+    location = (str(temporary / "eval.db") if temporary is not None
+                else args.db or os.environ.get("MEMLANE_DB") or str(default_location()))
     embedder = args.embedder or os.environ.get("MEMLANE_EMBEDDER") or "minilm"
     if embedder not in EMBEDDERS:
         raise UsageError(f"unknown embedder {embedder!r}; choose from {EMBEDDERS}")
@@ -233,8 +237,10 @@ def open_memory(args: argparse.Namespace) -> Memory:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with open_memory(args) as mem:
-            result = args.handler(mem, args)
+        with tempfile.TemporaryDirectory(prefix="memlane-") as tmp:
+            scratch = Path(tmp) if getattr(args, "temporary_store", False) else None
+            with open_memory(args, scratch) as mem:
+                result = args.handler(mem, args)
     except UsageError as exc:
         return _fail(exc, EXIT_USAGE)
     except NotFoundError as exc:
@@ -243,12 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, EXIT_CONFLICT)
     except MemlaneError as exc:
         return _fail(exc, EXIT_FAILURE)
+    except OSError as exc:
+        return _fail(exc, EXIT_FAILURE)
     if result is not None:
         print(render_table(result) if args.table else render_json(result))
     return EXIT_OK
 
 
-def _fail(exc: MemlaneError, code: int) -> int:
+def _fail(exc: Exception, code: int) -> int:
     print(f"memlane: error: {exc}", file=sys.stderr)
     return code
 

@@ -68,6 +68,11 @@ def load(path: str | Path) -> list[Conversation]:
             f"{path} is not in the LoCoMo format (a list of samples with 'sample_id' "
             "and 'conversation')"
         )
+    return parse(data)
+
+
+def parse(data: list[dict[str, Any]]) -> list[Conversation]:
+    """Conversations from already-loaded LoCoMo-format samples."""
     return [_conversation(sample) for sample in data]
 
 

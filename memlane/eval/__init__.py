@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics on LoCoMo, LongMemEval and a knowledge-update set."""
