@@ -1,0 +1,190 @@
+"""Scale: search latency against corpus size, peak memory and file size.
+
+    python -m benchmarks.scale [--sizes 1000,10000,100000] [--spread 1000000:1000]
+
+Each configuration runs in its own process (so peak RSS is its own) on a fresh SQLite file:
+one scope holding N memories; and a store of M memories over S scopes with skewed sizes,
+searched in randomly chosen scopes (the first search of a scope builds its in-process
+indexes: reported apart as "cold").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memlane import Memory, MiniLMEmbedder
+from memlane.store import SQLiteStore, WriteBatch
+from memlane.timeutil import utcnow
+from memlane.types import Scope
+from memlane.write import ingest
+
+from .report import machine, update_section
+from .run import DISTINCT_VECTORS, RESULTS, ROOT, corpus_vectors
+from .synthetic import Generator
+
+CHUNK = 5_000
+
+
+def _vectors(base: np.ndarray, start: int, count: int) -> np.ndarray:
+    """Real vectors for the first DISTINCT_VECTORS positions, noisy copies beyond."""
+    idx = np.arange(start, start + count)
+    out = base[idx % len(base)].copy()
+    beyond = idx >= len(base)
+    if beyond.any():
+        rng = np.random.default_rng(start)
+        out[beyond] += rng.normal(0, 0.02, (int(beyond.sum()), base.shape[1])).astype(np.float32)
+        out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def _load(store: SQLiteStore, gen: Generator, total: int, scopes: int,
+          base: np.ndarray) -> tuple[float, list[tuple[str, int]]]:
+    """Write ``total`` memories over ``scopes`` scopes; return the rate and scope sizes."""
+    sizes = gen.scope_sizes(total, scopes)
+    start, position = time.perf_counter(), 0
+    for index, size in enumerate(sizes):
+        scope = Scope("default", f"user-{index:05d}")
+        for offset in range(0, size, CHUNK):
+            n = min(CHUNK, size - offset)
+            items = ingest.normalize([{"content": gen.sentence()} for _ in range(n)])
+            messages, turns = ingest.build(scope, items, timestamp=None, metadata={},
+                                           now=utcnow())
+            vectors = _vectors(base, position, n)
+            store.write(WriteBatch(scope=scope, messages=messages,
+                                   inserts=list(zip(turns, vectors, strict=True))))
+            position += n
+    return total / (time.perf_counter() - start), [
+        (f"user-{i:05d}", s) for i, s in enumerate(sizes)]
+
+
+def _timed(mem: Memory, query: str, user: str) -> float:
+    mem.embedder.clear_cache()
+    start = time.perf_counter()
+    mem.search(query, user_id=user, limit=10)
+    return (time.perf_counter() - start) * 1000
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(float(np.percentile(values, 50)), 2),
+            "p95_ms": round(float(np.percentile(values, 95)), 2)}
+
+
+def configuration(total: int, scopes: int, queries: int, out: Any) -> None:
+    """One measured configuration (runs in a child process)."""
+    embedder = MiniLMEmbedder()
+    base = corpus_vectors(embedder, [t.text for t in Generator(seed=5).turns(DISTINCT_VECTORS)])
+    gen = Generator(seed=17)
+    asks = gen.queries(queries)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scale.db"
+        store = SQLiteStore(path)
+        rate, sizes = _load(store, gen, total, scopes, base)
+        mem = Memory(store=store, embedder=embedder)
+        rng = random.Random(1)
+        chosen = [rng.choice(sizes)[0] for _ in asks]
+        cold = [_timed(mem, q, user) for q, user in zip(asks, chosen, strict=True)]
+        warm = [_timed(mem, q, user) for q, user in zip(asks, chosen, strict=True)]
+        result = {
+            "memories": total, "scopes": scopes,
+            "largest_scope": sizes[0][1], "median_scope": sorted(s for _, s in sizes)[scopes // 2],
+            "load_rows_per_s": round(rate), "cold": _stats(cold), "warm": _stats(warm),
+            "file_mb": round(sum(p.stat().st_size for p in path.parent.glob("scale.db*"))
+                             / 2**20),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
+        mem.close()
+    out.put(result)
+
+
+def measure(total: int, scopes: int, queries: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=configuration, args=(total, scopes, queries, queue))
+    proc.start()
+    result: dict[str, Any] = queue.get()
+    proc.join()
+    return result
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    single = [r for r in rows if r["scopes"] == 1]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for key, style in (("p50_ms", "o-"), ("p95_ms", "s--")):
+        ax.plot([r["memories"] for r in single], [r["warm"][key] for r in single], style,
+                label=f"one scope, {key[:3]}")
+    for r in rows:
+        if r["scopes"] > 1:
+            ax.plot([r["memories"]], [r["warm"]["p95_ms"]], "k^",
+                    label=f"{r['memories']:,} over {r['scopes']:,} scopes, p95")
+    ax.set_xscale("log")
+    ax.set_xlabel("memories in the store")
+    ax.set_ylabel("hybrid search latency (ms)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(rows: list[dict[str, Any]], command: str, image: str) -> str:
+    lines = [f"Command: `{command}`  ", f"Date: {time.strftime('%Y-%m-%d')}  ",
+             f"Machine: {machine()}", "",
+             "Hybrid search (dense + BM25, limit 10, query embedding included, embedding "
+             "cache cleared before each query) in SQLite. A query goes to a random scope; "
+             "cold is the first search of that scope in the process (it builds the scope's "
+             "in-process indexes), warm a repeat.", "",
+             "| memories | scopes | largest scope | median scope | cold p50 | cold p95 | "
+             "warm p50 | warm p95 | load rows/s | file MB | peak RSS MB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['memories']:,} | {r['scopes']:,} | {r['largest_scope']:,} | "
+                     f"{r['median_scope']:,} | {r['cold']['p50_ms']} | {r['cold']['p95_ms']} | "
+                     f"{r['warm']['p50_ms']} | {r['warm']['p95_ms']} | {r['load_rows_per_s']:,} "
+                     f"| {r['file_mb']:,} | {r['peak_rss_mb']:,} |")
+    lines += ["", "Load rate: store writes of pre-computed vectors in batches of 5,000 (no "
+              "embedding). Vectors beyond the first "
+              f"{DISTINCT_VECTORS:,} are noisy copies of real ones.", "", f"![latency]({image})"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--spread", default="1000000:1000", help="TOTAL:SCOPES, or ''")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args(argv)
+    configs = [(int(s), 1) for s in args.sizes.split(",") if s]
+    if args.spread:
+        total, scopes = args.spread.split(":")
+        configs.append((int(total), int(scopes)))
+    rows = []
+    for total, scopes in configs:
+        print(f"measuring {total:,} memories over {scopes:,} scope(s)", flush=True)
+        rows.append(measure(total, scopes, args.queries))
+        print(json.dumps(rows[-1]), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(rows, indent=2))
+    image = ROOT / "docs" / "benchmarks-scale.png"
+    plot(rows, image)
+    command = ("python -m benchmarks.scale" + (" " + " ".join(argv) if argv else "")
+               if argv is not None else "make bench")
+    update_section(ROOT / "docs" / "benchmarks.md", "Scale: latency against corpus size",
+                   markdown(rows, command, image.name))
+
+
+if __name__ == "__main__":
+    main()
