@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 
 from memlane import Memory, MiniLMEmbedder
-from memlane.store import SQLiteStore, WriteBatch
-from memlane.timeutil import utcnow
+from memlane.store import SQLiteStore
 from memlane.types import Scope
-from memlane.write import ingest
 
 from .report import machine, update_section
-from .run import DISTINCT_VECTORS, RESULTS, ROOT, corpus_vectors
+from .run import DISTINCT_VECTORS, RESULTS, ROOT, corpus_vectors, write_turns
 from .synthetic import Generator
 
 CHUNK = 5_000
@@ -56,12 +54,8 @@ def _load(store: SQLiteStore, gen: Generator, total: int, scopes: int,
         scope = Scope("default", f"user-{index:05d}")
         for offset in range(0, size, CHUNK):
             n = min(CHUNK, size - offset)
-            items = ingest.normalize([{"content": gen.sentence()} for _ in range(n)])
-            messages, turns = ingest.build(scope, items, timestamp=None, metadata={},
-                                           now=utcnow())
-            vectors = _vectors(base, position, n)
-            store.write(WriteBatch(scope=scope, messages=messages,
-                                   inserts=list(zip(turns, vectors, strict=True))))
+            write_turns(store, scope, [gen.sentence() for _ in range(n)],
+                        _vectors(base, position, n))
             position += n
     return total / (time.perf_counter() - start), [
         (f"user-{i:05d}", s) for i, s in enumerate(sizes)]
@@ -155,8 +149,9 @@ def markdown(rows: list[dict[str, Any]], command: str, image: str) -> str:
                      f"{r['median_scope']:,} | {r['cold']['p50_ms']} | {r['cold']['p95_ms']} | "
                      f"{r['warm']['p50_ms']} | {r['warm']['p95_ms']} | {r['load_rows_per_s']:,} "
                      f"| {r['file_mb']:,} | {r['peak_rss_mb']:,} |")
-    lines += ["", "Load rate: store writes of pre-computed vectors in batches of 5,000 (no "
-              "embedding). Vectors beyond the first "
+    lines += ["", "Memories counts turns; each also has its window, so the store holds twice "
+              "as many rows. Load rate: turns per second written with their windows from "
+              "pre-computed vectors in batches of 5,000 (no embedding). Vectors beyond the first "
               f"{DISTINCT_VECTORS:,} are noisy copies of real ones.", "", f"![latency]({image})"]
     return "\n".join(lines)
 

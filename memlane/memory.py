@@ -26,8 +26,9 @@ from .types import (
     SearchHit,
     Status,
     content_hash,
+    index_text,
 )
-from .write import ingest
+from .write import ingest, windows
 from .write.ingest import MessagesInput
 
 WHOLE_HISTORY_LIMIT = 5_000
@@ -143,13 +144,65 @@ class Memory:
         meta = ingest.check_metadata(metadata)
         when = None if timestamp is None else parse_time(timestamp)
         key = idempotency_key or ingest.add_key(scope, incoming, when)
-        msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=utcnow())
+        now = utcnow()
+        msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=now)
         vectors = self.embedder.embed([t.index_text for t in turns], "document")
-        batch = WriteBatch(scope=scope, add_key=key, messages=msgs,
-                           inserts=list(zip(turns, vectors, strict=True)),
-                           events=[_event(t, "add", None, t.text, "system", None) for t in turns])
+        derived = windows.for_new_turns(self._preceding_lines(scope), turns, list(vectors), now)
+        inserts = [*zip(turns, vectors, strict=True), *derived]
+        batch = WriteBatch(scope=scope, add_key=key, messages=msgs, inserts=inserts,
+                           events=[_event(r, "add", None, r.text, "system", None)
+                                   for r, _ in inserts])
         outcome = self.store.write(batch)
-        return turns if outcome.applied else self.store.get(self.tenant, outcome.memory_ids)
+        if not outcome.applied:
+            stored = self.store.get(self.tenant, outcome.memory_ids)
+            return [r for r in stored if r.kind not in windows.DERIVED_KINDS]
+        return turns
+
+    def _preceding_lines(self, scope: Scope) -> list[windows.Line]:
+        """The turns just before a new add in the same conversation, as window lines."""
+        recent = self.store.recent_messages(scope, windows.WINDOW_TURNS - 1)[::-1]
+        texts = [index_text(m.content, m.name) for m in recent]
+        if not texts:
+            return []
+        vectors = self.embedder.embed(texts, "document")
+        return [windows.Line(m.id, t, v) for m, t, v in zip(recent, texts, vectors, strict=True)]
+
+    def _refresh_windows(self, turn: MemoryRecord) -> tuple[list[RecordUpdate],
+                                                            list[HistoryEvent]]:
+        """New versions of the windows that show ``turn``, built from their turns as they
+        are now; a deleted turn drops out, a window left with no turn is deleted."""
+        source = turn.source_ids[0]
+        affected = self.store.find(RecordQuery(
+            turn.scope, filters=parse({"source_ids": {"contains": source}}),
+            kinds=(windows.WINDOW_KIND,)))
+        updates, events = [], []
+        for window in affected:
+            lines = self._window_lines(window, turn)
+            now = utcnow()
+            if lines:
+                new, vector = windows.rebuilt(window, lines, now)
+                updates.append(RecordUpdate(new, window.version, vector))
+                events.append(_event(new, "update", window.text, new.text, "system",
+                                     "a turn of this window changed"))
+            else:
+                new = self._deleted(window)
+                updates.append(RecordUpdate(new, window.version))
+                events.append(_event(new, "delete", window.text, None, "system",
+                                     "every turn of this window was deleted"))
+        return updates, events
+
+    def _window_lines(self, window: MemoryRecord, changed: MemoryRecord) -> list[windows.Line]:
+        lines = []
+        for source in window.source_ids:
+            turns = [changed] if source == changed.source_ids[0] else self.store.find(
+                RecordQuery(window.scope, filters=parse({"source_ids": {"contains": source}}),
+                            kinds=("turn",), statuses=("active", "superseded", "deleted")))
+            live = [t for t in turns if t.status != "deleted"]
+            if live:
+                text = live[0].index_text
+                lines.append(windows.Line(source, text, self.embedder.embed_one(text,
+                                                                                "document")))
+        return lines
 
     def update(self, memory_id: str, text: str, *, user_id: str | None = None,
                agent_id: str | None = None, session_id: str | None = None,
@@ -164,9 +217,10 @@ class Memory:
                       metadata={**current.metadata, **ingest.check_metadata(metadata)},
                       version=current.version + 1, updated_at=utcnow())
         vector = self.embedder.embed([new.index_text], "document")[0]
+        updates, events = self._refresh_windows(new) if new.kind == "turn" else ([], [])
         self.store.write(WriteBatch(
-            scope=current.scope, updates=[RecordUpdate(new, current.version, vector)],
-            events=[_event(new, "update", current.text, text, actor, reason)],
+            scope=current.scope, updates=[RecordUpdate(new, current.version, vector), *updates],
+            events=[_event(new, "update", current.text, text, actor, reason), *events],
         ))
         return new
 
@@ -181,9 +235,10 @@ class Memory:
         if current.status == "deleted":
             return current
         new = self._deleted(current)
+        updates, events = self._refresh_windows(new) if new.kind == "turn" else ([], [])
         self.store.write(WriteBatch(
-            scope=current.scope, updates=[RecordUpdate(new, current.version)],
-            events=[_event(new, "delete", current.text, None, actor, reason)],
+            scope=current.scope, updates=[RecordUpdate(new, current.version), *updates],
+            events=[_event(new, "delete", current.text, None, actor, reason), *events],
         ))
         return new
 
@@ -206,7 +261,7 @@ class Memory:
             updates.append(RecordUpdate(new, record.version))
             events.append(_event(new, "delete", record.text, None, actor, reason))
         self.store.write(WriteBatch(scope=scope, updates=updates, events=events))
-        return len(live)
+        return sum(1 for r in live if r.kind not in windows.DERIVED_KINDS)
 
     def forget(self, *, user_id: str | None = None, agent_id: str | None = None,
                session_id: str | None = None) -> EraseCounts:
@@ -246,6 +301,8 @@ class Memory:
         """Memories of a scope, oldest first, ``limit`` at a time from ``offset``."""
         scope = self._scope(user_id, agent_id, session_id).require_bounded("get_all")
         rq = self._query(scope, filters, kinds, as_of, tuple(statuses or ("active",)))
+        if kinds is None:
+            rq = replace(rq, exclude_kinds=windows.DERIVED_KINDS)
         if not isinstance(offset, int) or offset < 0:
             raise InvalidInputError("offset must be a non-negative integer")
         return self.store.find(rq, limit=self._limit(limit), offset=offset)
@@ -278,9 +335,10 @@ class Memory:
             )
         scope = self._scope(user_id, agent_id, session_id).require_bounded("context")
         rq = self._query(scope, filters, None, None)
-        total = self.store.count(rq)
+        history = replace(rq, exclude_kinds=windows.DERIVED_KINDS)
+        total = self.store.count(history)
         if total <= WHOLE_HISTORY_LIMIT and total * MIN_LINE_TOKENS <= budget_tokens:
-            whole = packing.pack(self.store.find(rq), budget_tokens, complete=True)
+            whole = packing.pack(self.store.find(history), budget_tokens, complete=True)
             if whole.complete:
                 return whole
         hits = pipeline.run(self.store, self.embedder, self.search_config, rq, text,

@@ -41,7 +41,10 @@ def test_add_search_list_show_history_update_delete(db: Path) -> None:
     memory_id = added[0]["id"]
     assert added[0]["speaker"] == "alice" and added[0]["metadata"] == {"topic": "home"}
     hits = out(run(db, "search", "Lisbon", "--user", "alice", "--explain"))
-    assert hits[0]["memory"]["id"] == memory_id and "keyword" in hits[0]["explain"]
+    assert hits[0]["memory"]["kind"] == "window" and "keyword" in hits[0]["explain"]
+    assert hits[0]["memory"]["source_ids"] == added[0]["source_ids"]
+    turns = out(run(db, "search", "Lisbon", "--user", "alice", "--kind", "turn"))
+    assert turns[0]["memory"]["id"] == memory_id
     assert out(run(db, "list", "--user", "alice", "--filter", '{"metadata.topic": "home"}'))
     assert out(run(db, "show", memory_id, "--user", "alice"))["text"].startswith("I moved")
     updated = out(run(db, "update", memory_id, "I live in Lisbon.", "--user", "alice",
@@ -87,7 +90,7 @@ def test_forget_erases_the_scope(db: Path) -> None:
     run(db, "add", "alice data", "--user", "alice")
     run(db, "add", "bob data", "--user", "bob")
     erased = out(run(db, "forget", "--user", "alice", "--yes"))["erased"]
-    assert erased["memories"] == 1 and erased["messages"] == 1
+    assert erased["memories"] == 2 and erased["messages"] == 1  # the turn and its window
     assert out(run(db, "list", "--user", "alice")) == []
     assert len(out(run(db, "list", "--user", "bob"))) == 1
 
@@ -97,10 +100,12 @@ def test_export_then_import_round_trips(db: Path, tmp_path: Path) -> None:
     run(db, "update", first["id"], "remember this, please", "--user", "alice")
     run(db, "add", "and this", "--user", "bob")
     dump = tmp_path / "dump.jsonl"
-    assert out(run(db, "export", "--out", str(dump)))["exported_lines"] == 5
+    # header, 2 messages, 2 turns and their 2 windows
+    assert out(run(db, "export", "--out", str(dump)))["exported_lines"] == 7
     copy = tmp_path / "copy.db"
     counts = out(run(copy, "import", str(dump)))
-    assert (counts["memories"], counts["messages"], counts["history"]) == (2, 2, 3)
+    # history: 4 adds, the turn's update and its window's rebuild
+    assert (counts["memories"], counts["messages"], counts["history"]) == (4, 2, 6)
     again = out(run(copy, "import", str(dump)))
     assert again["memories"] == 0 and again["skipped_scopes"] == 2
     dump2 = tmp_path / "dump2.jsonl"

@@ -18,7 +18,9 @@ def two_users(mem: Memory) -> tuple[Memory, str, str]:
 
 def test_search_sees_only_the_callers_scope(two_users: tuple[Memory, str, str]) -> None:
     mem, a, _ = two_users
-    assert [h.id for h in mem.search("bank PIN", user_id="alice")] == [a]
+    source = mem.get(a).source_ids
+    assert [h.memory.source_ids for h in mem.search("bank PIN", user_id="alice")] == [source]
+    assert [h.id for h in mem.search("bank PIN", user_id="alice", kinds=["turn"])] == [a]
     assert [r.id for r in mem.get_all(user_id="alice")] == [a]
     assert [m.id for m in mem.context("PIN", user_id="alice").memories] == [a]
 
@@ -33,9 +35,10 @@ def test_search_sees_only_the_callers_scope(two_users: tuple[Memory, str, str]) 
 def test_filters_cannot_widen_a_scope(two_users: tuple[Memory, str, str],
                                       filters: dict[str, object]) -> None:
     mem, _, b = two_users
-    found = {h.id for h in mem.search("bank PIN", user_id="alice", filters=filters)}
+    found = {s for h in mem.search("bank PIN", user_id="alice", filters=filters)
+             for s in h.memory.source_ids}
     found |= {r.id for r in mem.get_all(user_id="alice", filters=filters)}
-    assert b not in found
+    assert b not in found and not set(mem.get(b).source_ids) & found
 
 
 def test_by_id_operations_respect_the_scope(two_users: tuple[Memory, str, str]) -> None:

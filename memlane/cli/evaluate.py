@@ -39,7 +39,7 @@ def cmd_locomo(mem: Memory, a: argparse.Namespace) -> Any:
     from ..eval import locomo, report
 
     result = locomo.run(mem, _check_data(a.data), retriever=a.retriever, ks=a.k,
-                        progress=not a.quiet)
+                        progress=not a.quiet, ablation=a.ablation)
     if a.dump_rankings:
         locomo.dump_rankings(result.answers[a.retriever], a.dump_rankings)
     markdown = report.locomo_markdown(result.report)
@@ -83,6 +83,8 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--data", type=Path, required=True, help="a LoCoMo-format JSON file")
     sp.add_argument("--dump-rankings", type=Path,
                     help="write the configured retriever's rankings for locomo_score.py")
+    sp.add_argument("--ablation", action="store_true",
+                    help="also score each step of the default pipeline added in turn")
     _common(sp, "1,3,5,10,20,50")
     sp.set_defaults(handler=cmd_locomo, temporary_store=True)
     sp = which.add_parser("longmemeval", help="LongMemEval evidence retrieval")

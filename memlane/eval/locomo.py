@@ -18,6 +18,7 @@ from typing import Any
 
 from ..exchange import locomo
 from ..memory import Memory
+from ..read.search import ABLATION
 from ..timeutil import utcnow
 from ..tokens import TOKENIZER_NAME
 from .harness import Answer, Question, aggregate, ask, latency
@@ -56,14 +57,21 @@ def groups() -> dict[str, list[str]]:
     return out
 
 
+def recipes(retriever: str, ablation: bool) -> list[str]:
+    """The configured retriever first, then the baselines, then the ablation steps."""
+    names = [retriever, *(r for r in RECIPES if r != retriever)]
+    return names + [n for n in ABLATION if n not in names] if ablation else names
+
+
 def run(memory: Memory, data: Path, *, retriever: str = "hybrid",
-        ks: Sequence[int] = (1, 3, 5, 10, 20, 50), progress: bool = True) -> LocomoRun:
+        ks: Sequence[int] = (1, 3, 5, 10, 20, 50), progress: bool = True,
+        ablation: bool = False) -> LocomoRun:
     """Ingest ``data`` into ``memory`` (a fresh store) and score every retriever."""
     conversations = locomo.load(data)
     locomo.ingest(memory, conversations, progress=progress)
     asked, skipped = questions(conversations)
-    recipes = [retriever, *(r for r in RECIPES if r != retriever)]
-    answers = {r: ask(memory, asked, r, max(ks), progress=progress) for r in recipes}
+    answers = {r: ask(memory, asked, r, max(ks), progress=progress)
+               for r in recipes(retriever, ablation)}
     report = {
         "benchmark": "locomo",
         "data": data.name,

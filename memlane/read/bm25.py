@@ -6,16 +6,16 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from ..text import terms
+from ..text import Analyzer, analyze
 
 
-def bm25_scores(query: str, documents: Sequence[str], *, k1: float = 1.2,
-                b: float = 0.75) -> list[float]:
+def bm25_scores(query: str, documents: Sequence[str], *, k1: float = 1.2, b: float = 0.75,
+                analyzer: Analyzer = "plain") -> list[float]:
     """BM25 of ``query`` against each document, with statistics from ``documents`` alone."""
-    q_terms = set(terms(query))
+    q_terms = set(analyze(query, analyzer))
     if not q_terms or not documents:
         return [0.0] * len(documents)
-    bags = [Counter(terms(doc)) for doc in documents]
+    bags = [Counter(analyze(doc, analyzer)) for doc in documents]
     lengths = [sum(bag.values()) for bag in bags]
     avg_len = (sum(lengths) / len(lengths)) or 1.0
     n_docs = len(documents)

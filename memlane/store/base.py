@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..filters import Node, matches
+from ..text import Analyzer
 from ..timeutil import to_text
 from ..types import HistoryEvent, MemoryRecord, Message, Scope, Scored, Status
 
@@ -40,6 +41,7 @@ class RecordQuery:
     scope: Scope
     filters: Node | None = None
     kinds: tuple[str, ...] | None = None
+    exclude_kinds: tuple[str, ...] = ()
     statuses: tuple[Status, ...] = ("active",)
     as_of: datetime | None = None
 
@@ -49,6 +51,8 @@ class RecordQuery:
                                    record.session_id):
             return False
         if self.kinds is not None and record.kind not in self.kinds:
+            return False
+        if record.kind in self.exclude_kinds:
             return False
         if self.as_of is None:
             if record.status not in self.statuses:
@@ -129,7 +133,8 @@ class Store(Protocol):
 
     def count(self, query: RecordQuery) -> int: ...
 
-    def keyword_search(self, query: RecordQuery, text: str, limit: int) -> list[Scored]: ...
+    def keyword_search(self, query: RecordQuery, text: str, limit: int,
+                       analyzer: Analyzer = "plain") -> list[Scored]: ...
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]: ...
 
@@ -137,6 +142,11 @@ class Store(Protocol):
 
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]: ...
+
+    def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        """The newest messages of exactly this conversation (fields left out must be empty,
+        not "any"), newest first."""
+        ...
 
     def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]: ...
 

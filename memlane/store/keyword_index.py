@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..text import terms
+from ..text import Analyzer, analyze
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -29,8 +29,9 @@ Postings = dict[str, tuple[IntArray, FloatArray]]
 
 
 class KeywordIndex:
-    def __init__(self, *, k1: float = 1.2, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
+    def __init__(self, *, analyzer: Analyzer = "plain", k1: float = 1.2,
+                 b: float = 0.75) -> None:
+        self.analyzer, self.k1, self.b = analyzer, k1, b
         self._pos_of = np.full(1024, -1, dtype=np.int64)
         self._version = np.zeros(1024, dtype=np.int64)
         self._rowid = np.zeros(1024, dtype=np.int64)
@@ -58,7 +59,7 @@ class KeywordIndex:
         postings: defaultdict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         for rowid, text in load(list(wanted)):
             position = self._allocate()
-            bag = Counter(terms(text))
+            bag = Counter(analyze(text, self.analyzer))
             self._pos_of[rowid] = position
             self._version[position] = wanted[rowid]
             self._rowid[position] = rowid
@@ -88,7 +89,7 @@ class KeywordIndex:
                limit: int) -> tuple[IntArray, npt.NDArray[np.float64]]:
         """The best ``limit`` (rowids, BM25 scores) among ``positions`` with score > 0, plus
         any tied with the last: the caller breaks ties (by id) and cuts."""
-        words = list(dict.fromkeys(terms(query)))
+        words = list(dict.fromkeys(analyze(query, self.analyzer)))
         if not words or not len(positions) or limit <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         admitted = np.zeros(self._size, dtype=bool)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ConflictError, InvalidInputError
 from ..read.bm25 import bm25_scores
+from ..text import Analyzer
 from ..types import HistoryEvent, MemoryRecord, Message, Scope, Scored
 from .base import (
     EraseCounts,
@@ -100,9 +101,10 @@ class InMemoryStore:
     def count(self, query: RecordQuery) -> int:
         return len(self._admitted(query))
 
-    def keyword_search(self, query: RecordQuery, text: str, limit: int) -> list[Scored]:
+    def keyword_search(self, query: RecordQuery, text: str, limit: int,
+                       analyzer: Analyzer = "plain") -> list[Scored]:
         rows = self._admitted(query)
-        scores = bm25_scores(text, [r.index_text for r in rows])
+        scores = bm25_scores(text, [r.index_text for r in rows], analyzer=analyzer)
         ranked = sorted(
             ((s, r) for s, r in zip(scores, rows, strict=True) if s > 0),
             key=lambda pair: (-pair[0], pair[1].id),
@@ -139,6 +141,13 @@ class InMemoryStore:
                     if scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)]
         rows.sort(key=lambda m: (m.event_time, m.created_at))
         return rows[offset:] if limit is None else rows[offset:offset + limit]
+
+    def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        key = (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
+        with self._lock:
+            rows = [m for k, m in self._messages.items() if k[:4] == key]
+        rows.sort(key=lambda m: m.event_time)  # stable: insertion order breaks ties
+        return rows[::-1][:limit]
 
     def tenants(self) -> list[str]:
         with self._lock:

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ConflictError, InvalidInputError, StoreError
-from ..text import terms
+from ..text import Analyzer, analyze
 from ..timeutil import from_text, opt_from_text, opt_to_text, to_text
 from ..types import (
     SCOPE_FIELDS,
@@ -217,15 +217,16 @@ class SQLiteStore:
         where, params = where_clause(query)
         return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
 
-    def keyword_search(self, query: RecordQuery, text: str, limit: int) -> list[Scored]:
-        if limit <= 0 or not terms(text):
+    def keyword_search(self, query: RecordQuery, text: str, limit: int,
+                       analyzer: Analyzer = "plain") -> list[Scored]:
+        if limit <= 0 or not analyze(text, analyzer):
             return []
         with self._lock:
             admitted = self._admitted(query)
-            key = _scope_key(query.scope)
+            key = (*_scope_key(query.scope), analyzer)
             index = self._keyword.get(key)
             if index is None or index.size > 4 * len(admitted.ids) + 10_000:
-                index = KeywordIndex()
+                index = KeywordIndex(analyzer=analyzer)
             self._keyword[key] = index
             self._keyword.move_to_end(key)
             while len(self._keyword) > KEYWORD_SCOPES:
@@ -334,6 +335,13 @@ class SQLiteStore:
         rows = self._rows(f"SELECT {_MSG_COLS} FROM messages WHERE {where} "
                           "ORDER BY event_time, rowid LIMIT ? OFFSET ?",
                           (*params, -1 if limit is None else limit, offset))
+        return [_message(r) for r in rows]
+
+    def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        rows = self._rows(
+            f"SELECT {_MSG_COLS} FROM messages WHERE tenant = ? AND user_id = ? AND "
+            "agent_id = ? AND session_id = ? ORDER BY event_time DESC, rowid DESC LIMIT ?",
+            (scope.tenant, *_scope_values(scope), limit))
         return [_message(r) for r in rows]
 
     def tenants(self) -> list[str]:

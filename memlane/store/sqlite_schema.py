@@ -30,6 +30,8 @@ def _v1(db: sqlite3.Connection) -> None:
             UNIQUE (tenant, user_id, agent_id, session_id, id)
         );
         CREATE INDEX messages_user ON messages (tenant, user_id, event_time);
+        CREATE INDEX messages_conversation
+            ON messages (tenant, user_id, agent_id, session_id, event_time);
         CREATE TABLE memories (
             rowid INTEGER PRIMARY KEY AUTOINCREMENT,
             id TEXT NOT NULL UNIQUE,

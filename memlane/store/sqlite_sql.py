@@ -27,6 +27,9 @@ def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
     if query.kinds is not None:
         parts.append(f"{alias}.kind IN ({_marks(len(query.kinds))})")
         params.extend(query.kinds)
+    if query.exclude_kinds:
+        parts.append(f"{alias}.kind NOT IN ({_marks(len(query.exclude_kinds))})")
+        params.extend(query.exclude_kinds)
     if query.as_of is None:
         parts.append(f"{alias}.status IN ({_marks(len(query.statuses))})")
         params.extend(query.statuses)

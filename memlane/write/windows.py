@@ -1,0 +1,78 @@
+"""Windows: each turn together with the turns just before it, as one retrieval unit.
+
+A question is often answered by a turn and the one it replies to, or by a few turns in a
+row; a unit holding a turn with its two predecessors in the same conversation finds them
+together and cites all of them. Windows are derived memories (``kind="window"``): built at
+``add`` time, rebuilt when one of their turns changes, and their vector is the normalized
+mean of their turns' vectors, so they cost no extra model call. Pure functions here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from ..ids import new_id
+from ..types import MemoryRecord, content_hash
+
+WINDOW_KIND = "window"
+WINDOW_TURNS = 3
+DERIVED_KINDS = (WINDOW_KIND,)
+"""Kinds that only repeat other memories for retrieval; hidden from listings by default."""
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One turn as a window sees it."""
+
+    source_id: str
+    text: str
+    vector: Vector
+
+
+def mean_vector(vectors: Sequence[Vector]) -> Vector:
+    total = np.sum(np.stack(vectors), axis=0)
+    norm = float(np.linalg.norm(total))
+    result: Vector = (total / norm if norm > 0 else total).astype(np.float32)
+    return result
+
+
+def build(lines: Sequence[Line], newest: MemoryRecord, now: datetime) -> tuple[MemoryRecord,
+                                                                              Vector]:
+    """The window ending at ``newest`` (the last of ``lines``)."""
+    text = "\n".join(line.text for line in lines)
+    record = MemoryRecord(
+        id=new_id(), tenant=newest.tenant, user_id=newest.user_id, agent_id=newest.agent_id,
+        session_id=newest.session_id, kind=WINDOW_KIND, text=text, role=None, speaker=None,
+        hash=content_hash(text), source_ids=tuple(line.source_id for line in lines),
+        event_time=newest.event_time, valid_from=newest.valid_from, created_at=now,
+        updated_at=now, metadata=dict(newest.metadata),
+    )
+    return record, mean_vector([line.vector for line in lines])
+
+
+def for_new_turns(previous: Sequence[Line], turns: Sequence[MemoryRecord],
+                  vectors: Sequence[Vector], now: datetime) -> list[tuple[MemoryRecord, Vector]]:
+    """One window per new turn, reaching back into ``previous`` (oldest first)."""
+    lines = list(previous)
+    out = []
+    for turn, vector in zip(turns, vectors, strict=True):
+        lines.append(Line(turn.source_ids[0], turn.index_text, vector))
+        out.append(build(lines[-WINDOW_TURNS:], turn, now))
+    return out
+
+
+def rebuilt(window: MemoryRecord, lines: Sequence[Line],
+            now: datetime) -> tuple[MemoryRecord, Vector]:
+    """A new version of ``window`` over ``lines`` (its turns as they are now)."""
+    text = "\n".join(line.text for line in lines)
+    record = replace(window, text=text, hash=content_hash(text),
+                     source_ids=tuple(line.source_id for line in lines),
+                     version=window.version + 1, updated_at=now)
+    return record, mean_vector([line.vector for line in lines])
