@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     docs = ROOT / "docs" / "benchmarks.md"
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "locomo.db") as mem:
-        run = locomo.run(mem, args.data, retriever="hybrid")
+        run = locomo.run(mem, args.data, retriever="hybrid", ablation=True)
     body = report.locomo_markdown(run.report)
     report.write_outputs(run.report, body, RESULTS / "locomo", run.answers, plots=True)
-    command = "memlane eval locomo --data ../shared/data/locomo-dev.json --out DIR"
+    command = "memlane eval locomo --data ../shared/data/locomo-dev.json --ablation --out DIR"
     update_section(docs, "LoCoMo evidence retrieval (dev split)",
                    f"Command: `{command}` (run by `make bench`)\n\n{body}")
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "ku.db") as mem:

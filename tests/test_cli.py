@@ -153,6 +153,6 @@ def test_import_locomo_file(db: Path, tmp_path: Path) -> None:
 def test_demo_runs_on_the_default_embedder(db: Path) -> None:
     text = run(db, "demo", fake=False).stdout
     assert "search: What food restrictions should I keep in mind?" in text
-    assert "source:" in text and "<memories>" in text
+    assert "sources:" in text and "<memories>" in text
     again = run(db, "demo", fake=False).stdout
     assert again.splitlines()[0] == text.splitlines()[0]

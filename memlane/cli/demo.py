@@ -30,11 +30,12 @@ def run(memory: Memory, out: TextIO) -> None:
               f"{total} memories in the store (adding again stores nothing twice).\n")
     for query in sample["searches"]:
         out.write(f"\nsearch: {query}\n")
-        for hit in memory.search(query, user_id=user, limit=3):
+        for hit in memory.search(query, user_id=user, limit=2):
             when = hit.memory.event_time.strftime("%Y-%m-%d")
-            sources = ", ".join(hit.memory.source_ids)
-            out.write(f"  {hit.score:.3f}  [{when}] {hit.memory.speaker}: {hit.text}\n"
-                      f"         source: {sources}\n")
+            lines = hit.text.splitlines()
+            out.write(f"  {hit.score:.3f}  [{when}] {lines[0]}\n")
+            out.write("".join(f"                      {line}\n" for line in lines[1:]))
+            out.write(f"         sources: {', '.join(hit.memory.source_ids)}\n")
     ctx = memory.context(sample["context_query"], user_id=user, budget_tokens=300)
     out.write(f"\ncontext for: {sample['context_query']} "
               f"({ctx.tokens} of {ctx.budget_tokens} tokens, "
