@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .embed.base import Embedder
+from .llm.base import LLM
 from .memory import Memory
 from .read.search import SearchConfig
 from .store.base import Store
@@ -38,9 +39,9 @@ class AsyncMemory:
 
     def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
                  embedder: Embedder | None = None, tenant: str = "default",
-                 search: str | SearchConfig = "hybrid") -> None:
+                 search: str | SearchConfig = "hybrid", llm: LLM | None = None) -> None:
         self.sync = Memory(location, store=store, embedder=embedder, tenant=tenant,
-                           search=search)
+                           search=search, llm=llm)
 
     add = _async_of(Memory.add)
     search = _async_of(Memory.search)
@@ -54,6 +55,9 @@ class AsyncMemory:
     history = _async_of(Memory.history)
     messages = _async_of(Memory.messages)
     reset = _async_of(Memory.reset)
+    jobs = _async_of(Memory.jobs)
+    run_jobs = _async_of(Memory.run_jobs)
+    wait_for_jobs = _async_of(Memory.wait_for_jobs)
     close = _async_of(Memory.close)
 
     async def __aenter__(self) -> AsyncMemory:

@@ -9,7 +9,8 @@
     ├── ConflictError            a concurrent writer changed the memory first; retry
     └── BackendError             the store or a model failed at run time
         ├── StoreError           a database error, translated at the store boundary
-        └── ModelError           an embedding model failed to load or run
+        └── ModelError           an embedding model or an LLM failed to load or run
+            └── ModelOutputError an LLM answer that is not valid JSON for its schema
 
 Misuse (``UsageError``) is kept apart from run-time failure (``BackendError``) so that
 callers can retry the second and must fix the first.
@@ -63,3 +64,11 @@ def missing_extra(package: str, extra: str) -> ConfigurationError:
     return ConfigurationError(
         f"{package} is not installed; install it with: pip install 'memlane[{extra}]'"
     )
+
+
+class ModelOutputError(ModelError):
+    """An LLM answer that does not parse or validate; ``raw`` holds the text it sent."""
+
+    def __init__(self, message: str, raw: str) -> None:
+        super().__init__(message)
+        self.raw = raw

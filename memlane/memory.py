@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from .embed.base import Embedder
 from .errors import ConfigurationError, InvalidInputError, NotFoundError
 from .filters import parse
 from .ids import new_id
+from .llm.base import LLM
 from .read import context as packing
 from .read import search as pipeline
 from .store import RecordQuery, RecordUpdate, Store, WriteBatch, open_store
 from .store.base import EraseCounts
 from .timeutil import TimeLike, parse_time, utcnow
 from .types import (
+    JOB_STATUSES,
     STATUSES,
     HistoryEvent,
+    Job,
     MemoryRecord,
     Message,
     Scope,
@@ -28,12 +34,15 @@ from .types import (
     content_hash,
     index_text,
 )
+from .write import infer as infer_stage
 from .write import ingest, windows
 from .write.ingest import MessagesInput
 
 WHOLE_HISTORY_LIMIT = 5_000
 CONTEXT_CANDIDATES = 100
 MIN_LINE_TOKENS = 10
+JOB_LEASE = timedelta(minutes=10)
+"""A running job untouched this long is taken to have lost its worker and runs again."""
 """No context line costs fewer tokens (its date alone takes more), so a scope with more
 memories than ``budget / MIN_LINE_TOKENS`` cannot fit whole and is not tokenized whole."""
 MAX_LIMIT = 1_000
@@ -57,7 +66,7 @@ class Memory:
 
     def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
                  embedder: Embedder | None = None, tenant: str = "default",
-                 search: str | pipeline.SearchConfig = "hybrid") -> None:
+                 search: str | pipeline.SearchConfig = "hybrid", llm: LLM | None = None) -> None:
         if store is not None and location is not None:
             raise ConfigurationError("pass either a location or a store, not both")
         self.store: Store = store or open_store(location or default_location())
@@ -68,6 +77,9 @@ class Memory:
         self.embedder = embedder
         self.tenant = Scope(tenant).tenant
         self.search_config = pipeline.resolve(search, pipeline.RECIPES["hybrid"])
+        self.llm = llm
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._check_embedder()
 
     def _check_embedder(self) -> None:
@@ -85,6 +97,9 @@ class Memory:
     # --- context manager -----------------------------------------------------------------
 
     def close(self) -> None:
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.join()
         self.store.close()
 
     def __enter__(self) -> Memory:
@@ -133,12 +148,19 @@ class Memory:
     def add(self, messages: MessagesInput, *, user_id: str | None = None,
             agent_id: str | None = None, session_id: str | None = None,
             timestamp: TimeLike | None = None, metadata: Mapping[str, Any] | None = None,
-            idempotency_key: str | None = None) -> list[MemoryRecord]:
+            idempotency_key: str | None = None,
+            infer: bool | Literal["background"] = False) -> list[MemoryRecord]:
         """Keep the messages verbatim and one ``turn`` memory per message; return them.
 
         Retrying with the same ``idempotency_key`` (or, without one, the same scope,
         messages and timestamp) stores nothing new and returns what the first call stored.
+        With ``infer=True`` the configured LLM then extracts facts and reconciles them with
+        the scope's current facts before ``add`` returns (the new and changed facts are
+        returned after the turns); ``infer="background"`` returns once the turns are durable
+        and leaves the work to a durable job (see ``jobs``).
         """
+        if infer and self.llm is None:
+            raise ConfigurationError("infer needs an LLM: Memory(llm=OpenAICompatibleLLM(...))")
         scope = self._scope(user_id, agent_id, session_id).require_bounded("add")
         incoming = ingest.normalize(messages)
         meta = ingest.check_metadata(metadata)
@@ -149,14 +171,69 @@ class Memory:
         vectors = self.embedder.embed([t.index_text for t in turns], "document")
         derived = windows.for_new_turns(self._preceding_lines(scope), turns, list(vectors), now)
         inserts = [*zip(turns, vectors, strict=True), *derived]
+        job = infer_stage.new_job(turns, key, now) if infer else None
         batch = WriteBatch(scope=scope, add_key=key, messages=msgs, inserts=inserts,
                            events=[_event(r, "add", None, r.text, "system", None)
-                                   for r, _ in inserts])
+                                   for r, _ in inserts], jobs=[job] if job else [])
         outcome = self.store.write(batch)
         if not outcome.applied:
             stored = self.store.get(self.tenant, outcome.memory_ids)
             return [r for r in stored if r.kind not in windows.DERIVED_KINDS]
-        return turns
+        if job is None:
+            return turns
+        if infer == "background":
+            self._start_worker()
+            return turns
+        done = self._run_job(job.id)
+        changed = [a["memory_id"] for a in (done.actions if done else ()) if a["action"] != "NOOP"]
+        return turns + self.store.get(self.tenant, changed)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def jobs(self, *, statuses: list[str] | None = None, limit: int = 100) -> list[Job]:
+        """LLM jobs of this tenant, oldest first: status, attempts, error, actions, cost."""
+        bad = [s for s in statuses or [] if s not in JOB_STATUSES]
+        if bad:
+            raise InvalidInputError(f"unknown job status(es) {bad}; use {JOB_STATUSES}")
+        return self.store.find_jobs(self.tenant, statuses=statuses, limit=self._limit(limit))
+
+    def run_jobs(self, limit: int = 100) -> list[Job]:
+        """Run pending jobs (and jobs whose worker stopped) now; return them as finished."""
+        if self.llm is None:
+            raise ConfigurationError("running jobs needs an LLM: Memory(llm=...)")
+        stale = utcnow() - JOB_LEASE
+        waiting = self.store.find_jobs(self.tenant, statuses=["pending", "running"],
+                                       limit=self._limit(limit))
+        ran = [self._run_job(j.id) for j in waiting
+               if j.status == "pending" or j.updated_at < stale]
+        return [j for j in ran if j is not None]
+
+    def wait_for_jobs(self, timeout: float = 60.0) -> bool:
+        """Block until no job is pending or running; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        while self.store.find_jobs(self.tenant, statuses=["pending", "running"], limit=1):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _run_job(self, job_id: str) -> Job | None:
+        assert self.llm is not None
+        now = utcnow()
+        job = self.store.claim_job(self.tenant, job_id, now, now - JOB_LEASE)
+        if job is None:
+            return None
+        return infer_stage.Inference(self.store, self.embedder, self.llm).run(job)
+
+    def _start_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="memlane-jobs", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            if not self.run_jobs(limit=10):
+                self._stopping.wait(0.1)
 
     def _preceding_lines(self, scope: Scope) -> list[windows.Line]:
         """The turns just before a new add in the same conversation, as window lines."""

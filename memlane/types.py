@@ -224,3 +224,31 @@ class Scored:
 
     record: MemoryRecord
     score: float
+
+
+JOB_STATUSES = ("pending", "running", "done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Derived work on an add (LLM extraction), kept durably with its outcome and cost."""
+
+    id: str
+    tenant: str
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    add_key: str
+    memory_ids: tuple[str, ...]
+    """The turns the job works on."""
+    status: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    error: str | None = None
+    actions: tuple[dict[str, Any], ...] = ()
+    usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.tenant, self.user_id, self.agent_id, self.session_id)

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from ..filters import Node, matches
 from ..text import Analyzer
 from ..timeutil import to_text
-from ..types import HistoryEvent, MemoryRecord, Message, Scope, Scored, Status
+from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored, Status
 
 Vector = npt.NDArray[np.float32]
 
@@ -99,6 +99,8 @@ class WriteBatch:
     inserts: list[tuple[MemoryRecord, Vector]] = field(default_factory=list)
     updates: list[RecordUpdate] = field(default_factory=list)
     events: list[HistoryEvent] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    """Jobs to insert or replace (by id) in the same transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,19 @@ class Store(Protocol):
 
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]: ...
+
+    def get_job(self, tenant: str, job_id: str) -> Job | None: ...
+
+    def claim_job(self, tenant: str, job_id: str, now: datetime,
+                  stale_before: datetime) -> Job | None:
+        """Mark a job running if it is pending (or running but not touched since
+        ``stale_before``: its worker died); the job as claimed, or None if another took it."""
+        ...
+
+    def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
+                  limit: int = 100) -> list[Job]:
+        """Jobs of a tenant, oldest first."""
+        ...
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
         """The newest messages of exactly this conversation (fields left out must be empty,

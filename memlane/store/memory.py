@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
 
 import numpy as np
 
 from ..errors import ConflictError, InvalidInputError
 from ..read.bm25 import bm25_scores
 from ..text import Analyzer
-from ..types import HistoryEvent, MemoryRecord, Message, Scope, Scored
+from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
     EraseCounts,
     RecordQuery,
@@ -40,6 +42,7 @@ class InMemoryStore:
             self._messages: dict[tuple[str, str, str, str, str], Message] = {}
             self._history: list[HistoryEvent] = []
             self._adds: dict[tuple[str, str], tuple[Scope, tuple[str, ...]]] = {}
+            self._jobs: dict[str, Job] = {}
 
     def close(self) -> None:
         pass
@@ -65,6 +68,7 @@ class InMemoryStore:
                 if update.vector is not None:
                     self._vectors[update.record.id] = update.vector
             self._history.extend(batch.events)
+            self._jobs.update((j.id, j) for j in batch.jobs)
             ids = tuple(r.id for r, _ in batch.inserts)
             if batch.add_key is not None:
                 self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids)
@@ -142,6 +146,27 @@ class InMemoryStore:
         rows.sort(key=lambda m: (m.event_time, m.created_at))
         return rows[offset:] if limit is None else rows[offset:offset + limit]
 
+    def claim_job(self, tenant: str, job_id: str, now: datetime,
+                  stale_before: datetime) -> Job | None:
+        with self._lock:
+            job = self.get_job(tenant, job_id)
+            if job is None or not _claimable(job, stale_before):
+                return None
+            claimed = replace(job, status="running", updated_at=now)
+            self._jobs[job_id] = claimed
+            return claimed
+
+    def get_job(self, tenant: str, job_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        return job if job is not None and job.tenant == tenant else None
+
+    def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
+                  limit: int = 100) -> list[Job]:
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.tenant == tenant
+                    and (statuses is None or j.status in statuses)]
+        return sorted(jobs, key=lambda j: (j.created_at, j.id))[:limit]
+
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
         key = (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
         with self._lock:
@@ -165,6 +190,7 @@ class InMemoryStore:
             for memory_id in gone:
                 del self._records[memory_id]
                 del self._vectors[memory_id]
+            self._jobs = {i: j for i, j in self._jobs.items() if not _within(scope, j.scope)}
             kept = [e for e in self._history if e.memory_id not in gone]
             n_history = len(self._history) - len(kept)
             self._history = kept
@@ -177,6 +203,11 @@ def _message_key(message: Message) -> tuple[str, str, str, str, str]:
     return (message.tenant, message.user_id or "", message.agent_id or "",
             message.session_id or "", message.id)
 
+
+
+def _claimable(job: Job, stale_before: datetime) -> bool:
+    return job.status == "pending" or (job.status == "running"
+                                       and job.updated_at < stale_before)
 
 
 def _within(outer: Scope, inner: Scope) -> bool:

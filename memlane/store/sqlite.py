@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +27,7 @@ from ..timeutil import from_text, opt_from_text, opt_to_text, to_text
 from ..types import (
     SCOPE_FIELDS,
     HistoryEvent,
+    Job,
     MemoryRecord,
     Message,
     Scope,
@@ -59,6 +61,8 @@ _M_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(","))
 _MSG_COLS = ("id, tenant, user_id, agent_id, session_id, role, name, content, event_time, "
              "created_at, metadata")
 _HIST_COLS = "id, memory_id, tenant, op, version, old_text, new_text, actor, reason, at"
+_JOB_COLS = ("id, tenant, user_id, agent_id, session_id, add_key, memory_ids, status, attempts, "
+             "error, actions, usage, created_at, updated_at")
 _CHUNK = 500
 
 
@@ -140,6 +144,8 @@ class SQLiteStore:
                 self._apply_updates(db, batch)
                 db.executemany(f"INSERT INTO history ({_HIST_COLS}) VALUES ({_q(10)})",
                                [_event_row(e) for e in batch.events])
+                db.executemany(f"INSERT OR REPLACE INTO jobs ({_JOB_COLS}) VALUES ({_q(14)})",
+                               [_job_row(j) for j in batch.jobs])
                 ids = tuple(r.id for r, _ in batch.inserts)
                 if batch.add_key is not None:
                     db.execute(
@@ -337,6 +343,31 @@ class SQLiteStore:
                           (*params, -1 if limit is None else limit, offset))
         return [_message(r) for r in rows]
 
+    def claim_job(self, tenant: str, job_id: str, now: datetime,
+                  stale_before: datetime) -> Job | None:
+        with self._tx() as db:
+            row = db.execute(
+                f"UPDATE jobs SET status = 'running', updated_at = ? WHERE tenant = ? AND id = ? "
+                "AND (status = 'pending' OR (status = 'running' AND updated_at < ?)) "
+                f"RETURNING {_JOB_COLS}",
+                (to_text(now), tenant, job_id, to_text(stale_before))).fetchone()
+        return _job(row) if row else None
+
+    def get_job(self, tenant: str, job_id: str) -> Job | None:
+        rows = self._rows(f"SELECT {_JOB_COLS} FROM jobs WHERE tenant = ? AND id = ?",
+                          (tenant, job_id))
+        return _job(rows[0]) if rows else None
+
+    def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
+                  limit: int = 100) -> list[Job]:
+        where, params = "tenant = ?", [tenant]
+        if statuses is not None:
+            where += f" AND status IN ({_q(len(statuses))})"
+            params += list(statuses)
+        rows = self._rows(f"SELECT {_JOB_COLS} FROM jobs WHERE {where} "
+                          "ORDER BY created_at, id LIMIT ?", (*params, limit))
+        return [_job(r) for r in rows]
+
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
         rows = self._rows(
             f"SELECT {_MSG_COLS} FROM messages WHERE tenant = ? AND user_id = ? AND "
@@ -387,6 +418,7 @@ class SQLiteStore:
             "DELETE FROM memories WHERE rowid IN (SELECT rowid FROM gone)").rowcount
         n_messages = db.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
         db.execute(f"DELETE FROM adds WHERE {where}", params)
+        db.execute(f"DELETE FROM jobs WHERE {where}", params)
         db.execute("DELETE FROM gone")
         return EraseCounts(n_messages, n_memories, n_history)
 
@@ -395,7 +427,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA secure_delete = ON")
             try:
                 with self._tx() as db:
-                    for table in ("memory_vectors", "history", "memories",
+                    for table in ("memory_vectors", "history", "memories", "jobs",
                                   "messages", "adds", "meta"):
                         db.execute(f"DELETE FROM {table}")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -487,6 +519,21 @@ def _message(row: Sequence[Any]) -> Message:
 def _event_row(e: HistoryEvent) -> tuple[Any, ...]:
     return (e.id, e.memory_id, e.tenant, e.op, e.version, e.old_text, e.new_text, e.actor,
             e.reason, to_text(e.at))
+
+
+def _job_row(j: Job) -> tuple[Any, ...]:
+    return (j.id, j.tenant, j.user_id or "", j.agent_id or "", j.session_id or "", j.add_key,
+            json.dumps(list(j.memory_ids)), j.status, j.attempts, j.error,
+            json.dumps(list(j.actions)), json.dumps(j.usage), to_text(j.created_at),
+            to_text(j.updated_at))
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(id=row[0], tenant=row[1], user_id=row[2] or None, agent_id=row[3] or None,
+               session_id=row[4] or None, add_key=row[5], memory_ids=tuple(json.loads(row[6])),
+               status=row[7], attempts=row[8], error=row[9], actions=tuple(json.loads(row[10])),
+               usage=json.loads(row[11]), created_at=from_text(row[12]),
+               updated_at=from_text(row[13]))
 
 
 def _event(row: Sequence[Any]) -> HistoryEvent:

@@ -70,7 +70,23 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+def _v2(db: sqlite3.Connection) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY, tenant TEXT NOT NULL, user_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL, session_id TEXT NOT NULL, add_key TEXT NOT NULL,
+            memory_ids TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+            error TEXT, actions TEXT NOT NULL, usage TEXT NOT NULL,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+        );
+        CREATE INDEX jobs_status ON jobs (tenant, status, created_at)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 """Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
 
 

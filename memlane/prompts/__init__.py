@@ -1,0 +1,1 @@
+"""Prompts, one per module, each versioned and beside the schema of its answer."""

@@ -1,0 +1,169 @@
+"""The LLM stage of the write path: one job per add, run outside any write transaction.
+
+A job reads its turns and their recent context, asks for candidate facts, decides for each
+one against the most similar current facts of the scope (including those this job already
+decided), and then writes every change together with the job's outcome in one batch. So a
+job applies all of its decisions or none, and a retried job that already finished does
+nothing. Model errors mark the job failed with the error text; the raw turns stay as they
+were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ..embed.base import Embedder
+from ..errors import ModelError, ModelOutputError
+from ..ids import new_id
+from ..llm.base import LLM, Usage
+from ..read import search as pipeline
+from ..store.base import RecordQuery, RecordUpdate, Store, Vector, WriteBatch
+from ..timeutil import utcnow
+from ..types import HistoryEvent, Job, MemoryRecord, Message
+from . import extract, reconcile
+
+SIMILAR_FACTS = 5
+MAX_ATTEMPTS = 3
+
+
+def new_job(turns: Sequence[MemoryRecord], add_key: str, now: datetime) -> Job:
+    first = turns[0]
+    return Job(id=new_id(), tenant=first.tenant, user_id=first.user_id,
+               agent_id=first.agent_id, session_id=first.session_id, add_key=add_key,
+               memory_ids=tuple(t.id for t in turns), status="pending", attempts=0,
+               created_at=now, updated_at=now)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Decisions of one job, applied to a private overlay before anything is written."""
+
+    inserts: dict[str, tuple[MemoryRecord, Vector]] = field(default_factory=dict)
+    updates: dict[str, tuple[MemoryRecord, int, Vector | None]] = field(default_factory=dict)
+    events: list[HistoryEvent] = field(default_factory=list)
+    actions: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+
+class Inference:
+    """Runs jobs for one store, embedder and LLM."""
+
+    def __init__(self, store: Store, embedder: Embedder, llm: LLM) -> None:
+        self.store, self.embedder, self.llm = store, embedder, llm
+
+    def run(self, job: Job) -> Job:
+        """Run (or re-run) a job; return it as stored afterwards."""
+        if job.status == "done":
+            return job
+        turns = [t for t in self.store.get(job.tenant, job.memory_ids) if t.status == "active"]
+        plan = _Plan()
+        try:
+            if turns:
+                self._plan(turns, plan)
+        except ModelError as exc:
+            return self._finish(job, plan, "failed", _describe(exc))
+        return self._finish(job, plan, "done", "; ".join(plan.errors) or None)
+
+    def _finish(self, job: Job, plan: _Plan, status: str, error: str | None) -> Job:
+        attempts = job.attempts + 1
+        if status == "failed" and attempts < MAX_ATTEMPTS:
+            status = "pending"
+        usage = {"calls": plan.usage.calls, "prompt_tokens": plan.usage.prompt_tokens,
+                 "completion_tokens": plan.usage.completion_tokens}
+        done = replace(job, status=status, attempts=attempts, error=error, updated_at=utcnow(),
+                       actions=tuple(plan.actions) if status == "done" else (), usage=usage)
+        if status != "done":
+            self.store.write(WriteBatch(scope=job.scope, jobs=[done]))
+            return done
+        self.store.write(WriteBatch(
+            scope=job.scope, inserts=list(plan.inserts.values()),
+            updates=[RecordUpdate(r, v, vec) for r, v, vec in plan.updates.values()],
+            events=plan.events, jobs=[done]))
+        return done
+
+    def _plan(self, turns: list[MemoryRecord], plan: _Plan) -> None:
+        context = self._context(turns)
+        found, usage, problems = extract.candidates(self.llm, turns, context)
+        plan.usage += usage
+        plan.errors += problems
+        for candidate in found:
+            vector = self.embedder.embed_one(candidate.text, "document")
+            similar = self._similar(turns[0], candidate.text, vector, plan)
+            try:
+                decision, usage = reconcile.decide(self.llm, candidate, similar)
+            except ModelOutputError as exc:
+                plan.errors.append(_describe(exc))
+                continue
+            plan.usage += usage
+            self._apply(decision, turns[0], plan)
+
+    def _context(self, turns: list[MemoryRecord]) -> list[Message]:
+        new = {t.source_ids[0] for t in turns}
+        recent = self.store.recent_messages(turns[0].scope,
+                                            extract.CONTEXT_MESSAGES + len(turns))
+        return [m for m in reversed(recent) if m.id not in new][-extract.CONTEXT_MESSAGES:]
+
+    def _similar(self, anchor: MemoryRecord, text: str, vector: Vector,
+                 plan: _Plan) -> list[MemoryRecord]:
+        """The most similar current facts: stored ones as this job has changed them, and
+        the ones this job added."""
+        query = RecordQuery(anchor.scope, kinds=(reconcile.FACT_KIND,))
+        hits = pipeline.run(self.store, self.embedder, pipeline.on_turns(
+            kinds=(reconcile.FACT_KIND,)), query, text, SIMILAR_FACTS)
+        stored = [plan.updates[h.id][0] if h.id in plan.updates else h.memory for h in hits]
+        pool = [r for r in stored if r.status == "active"]
+        pool += [r for r, _ in plan.inserts.values() if r.status == "active"]
+        if not pool:
+            return []
+        vectors = self.embedder.embed([r.text for r in pool], "document")
+        ranked = sorted(zip(pool, (float(v @ vector) for v in vectors), strict=True),
+                        key=lambda pair: -pair[1])
+        return [r for r, _ in ranked[:SIMILAR_FACTS]]
+
+    def _apply(self, decision: reconcile.Decision, anchor: MemoryRecord, plan: _Plan) -> None:
+        now = utcnow()
+        action, target = decision.action, decision.target
+        if action == "NOOP" or (action == "UPDATE" and target is not None
+                                and target.text == decision.text):
+            plan.actions.append({"action": "NOOP", "memory_id": target.id if target else "",
+                                 "text": decision.candidate.text, "reason": decision.reason})
+            return
+        if action == "UPDATE" and target is not None:
+            new = reconcile.updated(target, decision, now)
+            self._stage_update(plan, target, new, self.embedder.embed_one(new.text))
+            plan.events.append(reconcile.event(new, "update", target.text, new.text,
+                                               decision.reason))
+        else:
+            new = reconcile.new_fact(decision.candidate, decision.text, anchor, now)
+            plan.inserts[new.id] = (new, self.embedder.embed_one(new.index_text, "document"))
+            plan.events.append(reconcile.event(new, "add", None, new.text, decision.reason))
+            if action == "SUPERSEDE" and target is not None:
+                old = reconcile.superseded(target, new, now)
+                self._stage_update(plan, target, old, None)
+                plan.events.append(reconcile.event(old, "supersede", target.text, new.text,
+                                                   decision.reason))
+        plan.actions.append({"action": action, "memory_id": new.id, "text": new.text,
+                             "replaces": target.id if target else "", "reason": decision.reason})
+
+    @staticmethod
+    def _stage_update(plan: _Plan, before: MemoryRecord, after: MemoryRecord,
+                      vector: Vector | None) -> None:
+        if before.id in plan.inserts:  # a fact this job added: change the insert itself
+            old_vector = plan.inserts[before.id][1]
+            plan.inserts[before.id] = (replace(after, version=1),
+                                       vector if vector is not None else old_vector)
+            return
+        expected = plan.updates[before.id][1] if before.id in plan.updates else before.version
+        plan.updates[before.id] = (replace(after, version=expected + 1), expected,
+                                   vector if vector is not None else (
+                                       plan.updates[before.id][2] if before.id in plan.updates
+                                       else None))
+
+
+def _describe(exc: ModelError) -> str:
+    raw = getattr(exc, "raw", None)
+    return f"{exc} (answer: {raw[:300]!r})" if raw else str(exc)
+
