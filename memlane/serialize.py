@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import InvalidInputError
 from .timeutil import from_text, opt_from_text, opt_to_text, to_text
-from .types import HistoryEvent, MemoryRecord, Message, SearchHit
+from .types import HistoryEvent, Job, MemoryRecord, Message, SearchHit
 
 _RECORD_TIMES = ("event_time", "valid_from", "created_at", "updated_at")
 _RECORD_OPT_TIMES = ("valid_to", "last_accessed_at", "expires_at")
@@ -74,6 +74,13 @@ def message_from_dict(data: dict[str, Any]) -> Message:
         return Message(**values)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"not a message: {exc}") from exc
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    out = {name: getattr(job, name) for name in Job.__dataclass_fields__}
+    out.update(created_at=to_text(job.created_at), updated_at=to_text(job.updated_at),
+               memory_ids=list(job.memory_ids), actions=list(job.actions))
+    return out
 
 
 def hit_to_dict(hit: SearchHit) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 Exit codes: 0 success, 1 run-time failure, 2 invalid input or usage, 3 not found,
 4 conflict (retry). Settings come from flags, then the environment (``MEMLANE_DB``,
-``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``), then defaults.
+``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``; for the LLM ``MEMLANE_LLM_MODEL``,
+``MEMLANE_LLM_BASE_URL`` and ``MEMLANE_LLM_API_KEY`` or ``OPENAI_API_KEY``), then defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -19,6 +21,7 @@ from typing import Any, TypedDict
 from ..embed.base import Embedder
 from ..errors import ConflictError, MemlaneError, NotFoundError, UsageError
 from ..exchange import jsonl, locomo
+from ..llm.base import LLM
 from ..memory import Memory, default_location
 from . import demo, evaluate
 from .output import render_json, render_table
@@ -70,8 +73,9 @@ def cmd_add(mem: Memory, a: argparse.Namespace) -> Any:
         messages = sys.stdin.read()
     if isinstance(messages, str):
         messages = [{"role": a.role, "content": messages, **({"name": a.name} if a.name else {})}]
+    infer: bool | str = "background" if a.infer == "background" else a.infer == "sync"
     return mem.add(messages, **_scope(a), timestamp=a.timestamp, metadata=a.metadata,
-                   idempotency_key=a.key)
+                   idempotency_key=a.key, infer=infer)  # type: ignore[arg-type]
 
 
 def cmd_search(mem: Memory, a: argparse.Namespace) -> Any:
@@ -135,6 +139,28 @@ def cmd_export(mem: Memory, a: argparse.Namespace) -> Any:
     return {"exported_lines": lines, "file": a.out}
 
 
+def cmd_jobs(mem: Memory, a: argparse.Namespace) -> Any:
+    if a.run:
+        return mem.run_jobs(limit=a.limit)
+    return mem.jobs(statuses=a.status, limit=a.limit)
+
+
+def cmd_fake_llm(mem: Memory | None, a: argparse.Namespace) -> Any:
+    from ..llm.fake import FakeOpenAIServer, replay
+
+    try:
+        answers = json.loads(Path(a.script).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read the script {a.script}: {exc}") from exc
+    if not isinstance(answers, list) or not answers:
+        raise UsageError("the script must be a JSON list of answers (strings or objects)")
+    server = FakeOpenAIServer(replay(answers), port=a.port)
+    print(f"fake OpenAI-compatible server on {server.base_url}", file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return None
+
+
 def cmd_demo(mem: Memory, a: argparse.Namespace) -> Any:
     demo.run(mem, sys.stdout)
     return None
@@ -170,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timestamp", help="when it was said (ISO 8601)")
     sp.add_argument("--metadata", type=_json_arg, help="JSON object")
     sp.add_argument("--key", help="idempotency key")
+    sp.add_argument("--infer", choices=("sync", "background"),
+                    help="extract facts with the configured LLM (now, or as a queued job)")
 
     sp = command("search", cmd_search, "find memories")
     sp.add_argument("query")
@@ -218,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("export", cmd_export, "export all memories as JSON lines", False)
     sp.add_argument("--out", help="output file (default: stdout)")
 
+    sp = command("jobs", cmd_jobs, "LLM jobs: status, errors and cost", False)
+    sp.add_argument("--status", action="append", help="only this status (repeatable)")
+    sp.add_argument("--limit", type=int, default=100)
+    sp.add_argument("--run", action="store_true", help="run pending jobs now")
+
+    dev = sub.add_parser("dev", help="tools for testing code that uses memlane")
+    tools = dev.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    sp = tools.add_parser("fake-llm", help="serve scripted answers as an OpenAI-compatible "
+                          "endpoint on 127.0.0.1")
+    sp.add_argument("--script", required=True, help="JSON list of answers, replayed in order")
+    sp.add_argument("--port", type=int, default=8011)
+    sp.set_defaults(handler=cmd_fake_llm, no_store=True)
+
     command("demo", cmd_demo, "ingest a sample conversation and search it", False)
     evaluate.add_parser(sub)
     return p
@@ -231,12 +272,27 @@ def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memo
     if embedder not in EMBEDDERS:
         raise UsageError(f"unknown embedder {embedder!r}; choose from {EMBEDDERS}")
     tenant = args.tenant or os.environ.get("MEMLANE_TENANT") or "default"
-    return Memory(location, embedder=_make_embedder(embedder), tenant=tenant)
+    return Memory(location, embedder=_make_embedder(embedder), tenant=tenant, llm=_make_llm())
+
+
+def _make_llm() -> LLM | None:
+    """The LLM from the environment, if one is configured."""
+    model = os.environ.get("MEMLANE_LLM_MODEL")
+    if not model:
+        return None
+    from ..llm.openai_compat import OpenAICompatibleLLM
+
+    key = os.environ.get("MEMLANE_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    return OpenAICompatibleLLM(model, base_url=os.environ.get("MEMLANE_LLM_BASE_URL"),
+                               api_key=key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "no_store", False):
+            args.handler(None, args)
+            return EXIT_OK
         with tempfile.TemporaryDirectory(prefix="memlane-") as tmp:
             scratch = Path(tmp) if getattr(args, "temporary_store", False) else None
             with open_memory(args, scratch) as mem:

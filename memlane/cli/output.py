@@ -8,8 +8,8 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from ..read.context import Context
-from ..serialize import event_to_dict, message_to_dict, record_to_dict
-from ..types import HistoryEvent, MemoryRecord, Message, SearchHit
+from ..serialize import event_to_dict, job_to_dict, message_to_dict, record_to_dict
+from ..types import HistoryEvent, Job, MemoryRecord, Message, SearchHit
 
 TEXT_WIDTH = 72
 
@@ -28,6 +28,8 @@ def to_jsonable(value: Any) -> Any:
         return event_to_dict(value)
     if isinstance(value, Message):
         return message_to_dict(value)
+    if isinstance(value, Job):
+        return job_to_dict(value)
     if isinstance(value, Context):
         return {"text": value.text, "tokens": value.tokens, "budget_tokens": value.budget_tokens,
                 "complete": value.complete, "sources": value.sources,
@@ -61,6 +63,11 @@ def _row(value: Any) -> dict[str, str]:
     if isinstance(value, Message):
         return {"id": value.id, "when": value.event_time.strftime("%Y-%m-%d %H:%M"),
                 "who": value.name or value.role, "text": _short(value.content)}
+    if isinstance(value, Job):
+        return {"id": value.id, "status": value.status, "attempts": str(value.attempts),
+                "calls": str(value.usage.get("calls", 0)),
+                "actions": ",".join(a["action"] for a in value.actions),
+                "error": _short(value.error or "", 40)}
     data = to_jsonable(value)
     if isinstance(data, dict):
         return {k: str(v) for k, v in data.items()}
