@@ -49,8 +49,8 @@ from .sqlite_schema import migrate
 from .sqlite_sql import where_clause
 from .vector_cache import VectorCache
 
-KEYWORD_SCOPES = 64
-"""How many scopes keep an in-process keyword index (least recently searched dropped)."""
+KEYWORD_DOCS = 1_000_000
+"""Documents kept in in-process keyword indexes; least recently searched scopes go first."""
 
 _COLS = (
     "id, tenant, user_id, agent_id, session_id, kind, text, role, speaker, hash, source_ids, "
@@ -235,7 +235,8 @@ class SQLiteStore:
                 index = KeywordIndex(analyzer=analyzer)
             self._keyword[key] = index
             self._keyword.move_to_end(key)
-            while len(self._keyword) > KEYWORD_SCOPES:
+            while sum(i.size for i in self._keyword.values()) > KEYWORD_DOCS and len(
+                    self._keyword) > 1:
                 self._keyword.popitem(last=False)
             positions = index.positions(admitted.ids, admitted.versions, self._load_texts)
             rowids, scores = index.search(positions, text, limit)
