@@ -86,12 +86,13 @@ class KeywordIndex:
                            for t, (p, tf) in merged.items()}]
 
     def search(self, positions: IntArray, query: str,
-               limit: int) -> tuple[IntArray, npt.NDArray[np.float64]]:
-        """The best ``limit`` (rowids, BM25 scores) among ``positions`` with score > 0, plus
-        any tied with the last: the caller breaks ties (by id) and cuts."""
+               limit: int) -> tuple[IntArray, IntArray, npt.NDArray[np.float64]]:
+        """The best ``limit`` (rowids, versions, BM25 scores) among ``positions`` with
+        score > 0, plus any tied with the last: the caller breaks ties (by id) and cuts."""
         words = list(dict.fromkeys(analyze(query, self.analyzer)))
         if not words or not len(positions) or limit <= 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=np.float64)
         admitted = np.zeros(self._size, dtype=bool)
         admitted[positions] = True
         n_docs = len(positions)
@@ -107,7 +108,7 @@ class KeywordIndex:
                                   minlength=self._size)
         hits = np.flatnonzero(scores > 0)
         hits = hits[top_with_ties(scores[hits], limit)]
-        return self._rowid[hits], scores[hits]
+        return self._rowid[hits], self._version[hits], scores[hits]
 
     def _postings(self, word: str, admitted: npt.NDArray[np.bool_]) -> tuple[IntArray,
                                                                              FloatArray]:

@@ -49,6 +49,8 @@ from .sqlite_schema import migrate
 from .sqlite_sql import where_clause
 from .vector_cache import VectorCache
 
+RECORD_CACHE = 50_000
+"""Records kept in process, keyed by row id and checked against the row's version."""
 KEYWORD_DOCS = 1_000_000
 """Documents kept in in-process keyword indexes; least recently searched scopes go first."""
 
@@ -80,6 +82,7 @@ class SQLiteStore:
         self._vectors: VectorCache | None = None
         self._queries: OrderedDict[tuple[Any, ...], _Admitted] = OrderedDict()
         self._keyword: OrderedDict[tuple[str, ...], KeywordIndex] = OrderedDict()
+        self._records: OrderedDict[int, MemoryRecord] = OrderedDict()
         self._query_cache_rows = query_cache_rows
         self._writes = 0
         try:
@@ -239,8 +242,9 @@ class SQLiteStore:
                     self._keyword) > 1:
                 self._keyword.popitem(last=False)
             positions = index.positions(admitted.ids, admitted.versions, self._load_texts)
-            rowids, scores = index.search(positions, text, limit)
-        return self._ranked(rowids.tolist(), [keyword_score(s) for s in scores.tolist()], limit)
+            rowids, versions, scores = index.search(positions, text, limit)
+        return self._ranked(rowids.tolist(), versions.tolist(),
+                            [keyword_score(s) for s in scores.tolist()], limit)
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
         if limit <= 0:
@@ -252,12 +256,13 @@ class SQLiteStore:
             matrix = self._matrix(admitted, len(vector))
         cosines = (matrix @ vector).astype(np.float64)
         top = top_with_ties(cosines, limit)
-        return self._ranked(admitted.ids[top].tolist(),
+        return self._ranked(admitted.ids[top].tolist(), admitted.versions[top].tolist(),
                             [dense_score(c) for c in cosines[top].tolist()], limit)
 
-    def _ranked(self, rowids: list[int], scores: list[float], limit: int) -> list[Scored]:
+    def _ranked(self, rowids: list[int], versions: list[int], scores: list[float],
+                limit: int) -> list[Scored]:
         """Records for scored rows, best first, ties broken by id as in every store."""
-        by_rowid = self._records_by_rowid(rowids)
+        by_rowid = self._cached_records(rowids, versions)
         hits = [Scored(by_rowid[r], s) for r, s in zip(rowids, scores, strict=True)
                 if r in by_rowid]
         hits.sort(key=lambda h: (-h.score, h.record.id))
@@ -310,6 +315,23 @@ class SQLiteStore:
             yield from self._rows(
                 f"SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid IN "
                 f"({_q(len(chunk))})", chunk)
+
+    def _cached_records(self, rowids: list[int], versions: list[int]) -> dict[int, MemoryRecord]:
+        """Records of these (rowid, version) rows, from the record cache where it has them."""
+        with self._lock:
+            out = {}
+            for rowid, version in zip(rowids, versions, strict=True):
+                hit = self._records.get(rowid)
+                if hit is not None and hit.version == version:
+                    out[rowid] = hit
+            missing = [r for r in rowids if r not in out]
+            if missing:
+                fresh = self._records_by_rowid(missing)
+                out.update(fresh)
+                self._records.update(fresh)
+                while len(self._records) > RECORD_CACHE:
+                    self._records.popitem(last=False)
+            return out
 
     def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
         rows = self._rows(f"SELECT rowid, {_COLS} FROM memories WHERE rowid IN "
@@ -406,6 +428,7 @@ class SQLiteStore:
         self._vectors = None
         self._queries.clear()
         self._keyword.clear()
+        self._records.clear()
 
     @staticmethod
     def _erase_rows(db: sqlite3.Connection, where: str, params: list[Any]) -> EraseCounts:
