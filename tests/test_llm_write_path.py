@@ -18,13 +18,34 @@ from memlane.llm.jsonout import parse
 from memlane.llm.openai_compat import OpenAICompatibleLLM
 
 LINE = re.compile(r"^\[(\d+)\] (\S+) (.+?) \((\w+)\): (.*)$")
-FACT_PATTERNS = [
-    (re.compile(r"\b(?:live in|moved to) ([A-Z]\w+)"), "{name} lives in {0}."),
+FACT_PATTERNS = [  # (pattern, fact, entities, relation)
+    (re.compile(r"\b(?:live in|moved to) ([A-Z]\w+)"), "{name} lives in {0}.",
+     ["{name}", "{0}"], ("{name}", "lives in", "{0}")),
     (re.compile(r"\b(?:work as an?|working as an?) ([a-z ]+?)\b(?:,|\.| this| it)"),
-     "{name} works as a {0}."),
-    (re.compile(r"\ballergic to (\w+)"), "{name} is allergic to {0}."),
-    (re.compile(r"\bdelete (.+)$", re.I), "Delete {0}"),
+     "{name} works as a {0}.", ["{name}"], None),
+    (re.compile(r"\bmy sister is ([A-Z][\w. ]+?)\.", re.I), "{name}'s sister is {0}.",
+     ["{name}", "{0}"], ("{name}", "has sister", "{0}")),
+    (re.compile(r"\b([A-Z]\w+) works as an? (\w+)"), "{0} works as a {1}.", ["{0}"], None),
+    (re.compile(r"\ballergic to (\w+)"), "{name} is allergic to {0}.", ["{name}"], None),
+    (re.compile(r"\bdelete (.+)$", re.I), "Delete {0}", [], None),
 ]
+
+
+def _facts_in(number: int, name: str, text: str) -> list[dict[str, Any]]:
+    for pattern, template, names, rel in FACT_PATTERNS:
+        found = pattern.search(text)
+        if not found:
+            continue
+        groups = found.groups()
+        fact: dict[str, Any] = {"text": template.format(*groups, name=name),
+                                "sources": [number],
+                                "entities": [n.format(*groups, name=name) for n in names]}
+        if rel:
+            fact["relations"] = [dict(zip(("subject", "predicate", "object"),
+                                          (x.format(*groups, name=name) for x in rel),
+                                          strict=True))]
+        return [fact]
+    return []
 
 
 def rule_model(messages: list[dict[str, str]], name: str) -> str:
@@ -32,16 +53,10 @@ def rule_model(messages: list[dict[str, str]], name: str) -> str:
     body = messages[-1]["content"]
     if "NEW lines:" in body:  # the extraction prompt (the name is absent in json_object mode)
         facts = []
-        new = body.split("NEW lines:\n", 1)[1].splitlines()
-        for raw in new:
+        for raw in body.split("NEW lines:\n", 1)[1].splitlines():
             m = LINE.match(raw)
-            if not m or m.group(4) != "user":
-                continue
-            for pattern, template in FACT_PATTERNS:
-                found = pattern.search(m.group(5))
-                if found:
-                    facts.append({"text": template.format(*found.groups(), name=m.group(3)),
-                                  "sources": [int(m.group(1))]})
+            if m and m.group(4) == "user":
+                facts += _facts_in(int(m.group(1)), m.group(3), m.group(5))
         return json.dumps({"facts": facts})
     fact = body.split("\n", 1)[0].split("): ", 1)[1]
     stored = re.findall(r"^\[(\d+)\] \([^)]*\) (.*)$", body, re.M)
@@ -201,3 +216,41 @@ def test_background_jobs_for_many_sessions_lose_and_duplicate_nothing(
     mem.add([{"role": "user", "name": "P0x0", "content": "I live in Oslo."}],
             user_id="alice", session_id="w0-0", infer="background")
     assert mem.wait_for_jobs(timeout=30) and len(mem.jobs()) == 20
+
+
+def test_facts_build_an_entity_graph_with_validity(mem: Memory) -> None:
+    say(mem, "I live in Paris, near the canal.", "2026-01-10T09:00:00Z")
+    say(mem, "Big news: I moved to Lisbon last week!", "2026-03-02T09:00:00Z")
+    entities = sorted(r.text for r in mem.get_all(user_id="alice", kinds=["entity"]))
+    assert entities == ["Alice", "Lisbon", "Paris"]
+    current = mem.get_all(user_id="alice", kinds=["relation"])
+    assert [r.text for r in current] == ["Alice lives in Lisbon"]
+    before = mem.get_all(user_id="alice", kinds=["relation"], as_of="2026-02-01T00:00:00Z")
+    assert [r.text for r in before] == ["Alice lives in Paris"]
+    old = mem.get_all(user_id="alice", kinds=["relation"], statuses=["superseded"])[0]
+    assert old.valid_to is not None and old.valid_to.isoformat().startswith("2026-03-02")
+    lisbon_fact = mem.get_all(user_id="alice", kinds=["fact"])[0]
+    ids = {r.text: r.id for r in mem.get_all(user_id="alice", kinds=["entity"])}
+    assert set(lisbon_fact.metadata["entities"]) == {ids["Alice"], ids["Lisbon"]}
+    assert mem.get_all(user_id="alice") == [  # listings hide the derived graph
+        r for r in mem.get_all(user_id="alice", kinds=["turn", "fact"])]
+
+
+def test_graph_expansion_reaches_facts_about_neighbours(mem: Memory) -> None:
+    say(mem, "My sister is Ana.", "2026-01-10T09:00:00Z", session_id="s1")
+    mem.add([{"role": "user", "name": "Alice", "content": "Guess what, Ana works as a pilot."}],
+            user_id="alice", session_id="s2", timestamp="2026-02-10T09:00:00Z", infer=True)
+    assert sorted(r.text for r in mem.get_all(user_id="alice", kinds=["entity"])) == [
+        "Alice", "Ana"]
+    hits = mem.search("what is the job of Alice's sibling?", user_id="alice", explain=True)
+    by_graph = [h for h in hits if h.explain and "graph" in h.explain]
+    assert "Ana works as a pilot." in [h.text for h in by_graph]
+
+
+def test_spellings_of_one_name_merge(mem: Memory) -> None:
+    mem.add([{"role": "user", "name": "Alice", "content": "My sister is Ana Silva."}],
+            user_id="alice", infer=True)
+    mem.add([{"role": "user", "name": "alice", "content": "my sister is ana  silva."}],
+            user_id="alice", session_id="later", infer=True)
+    names = sorted(r.text for r in mem.get_all(user_id="alice", kinds=["entity"]))
+    assert names == ["Alice", "Ana Silva"]

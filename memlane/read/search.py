@@ -3,8 +3,9 @@
 ``SearchConfig`` names the retrievers, the units they rank (memory kinds), the keyword
 analyzer, how rankings are fused and how overlapping results are thinned; ``RECIPES`` holds
 named configurations. ``hybrid`` is the default: windows (a turn with the two before it)
-ranked by dense vectors and stemmed BM25, fused by reciprocal rank with k = 10, then a
-result whose sources are at least half covered by better results is dropped. ``bm25`` and
+and facts ranked by dense vectors and stemmed BM25 (and, where the LLM write path built an
+entity graph, by graph expansion), fused by reciprocal rank with k = 10, then a result
+whose sources are at least half covered by better results is dropped. ``bm25`` and
 ``dense`` are the single-signal baselines over single turns. Every retriever runs on the
 same ``RecordQuery``, so each is restricted to the caller's scope before it ranks anything.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from ..embed.base import Embedder
 from ..errors import InvalidInputError
+from ..filters import And, parse
 from ..store.base import RecordQuery, Store
 from ..text import ANALYZERS, Analyzer
 from ..types import MemoryRecord, Scored, SearchHit, SignalDetail
@@ -27,10 +29,10 @@ from .fusion import Fused, reciprocal_rank_fusion
 class SearchConfig:
     """Which retrievers run on which units, and how their rankings become one."""
 
-    retrievers: tuple[str, ...] = ("dense", "keyword")
+    retrievers: tuple[str, ...] = ("dense", "keyword", "graph")
     kinds: tuple[str, ...] | None = None
     """Kinds searched when the caller names none (None: every kind not excluded)."""
-    exclude_kinds: tuple[str, ...] = ("turn",)
+    exclude_kinds: tuple[str, ...] = ("turn", "entity", "relation")
     analyzer: Analyzer = "stem"
     depth: int = 100
     rrf_k: int = 10
@@ -66,7 +68,41 @@ def keyword(store: Store, embedder: Embedder, config: SearchConfig, query: Recor
     return store.keyword_search(query, text, limit, config.analyzer)
 
 
-RETRIEVERS: dict[str, Retriever] = {"dense": dense, "keyword": keyword}
+GRAPH_ENTITIES = 5
+
+
+def graph(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
+          text: str, limit: int) -> list[Scored]:
+    """Facts about the entities the query names, then facts about their neighbours.
+
+    Entities are found by their names' terms in the query; neighbours through relations
+    valid in the query's view. Facts are ranked by how many of those entities they
+    mention (named ones count double), then by recency. Nothing when the scope has no
+    entity graph (facts come from the LLM write path).
+    """
+    names = replace(query, kinds=("entity",), exclude_kinds=(), filters=None)
+    named = [h.record.id for h in store.keyword_search(names, text, GRAPH_ENTITIES, "plain")]
+    if not named:
+        return []
+    links = replace(query, kinds=("relation",), exclude_kinds=(), filters=parse(
+        {"or": [{"metadata.subject": {"in": named}}, {"metadata.object": {"in": named}}]}))
+    near = {i for r in store.find(links, limit=200)
+            for i in (r.metadata.get("subject"), r.metadata.get("object"))
+            if isinstance(i, str) and i not in named}
+    wanted = [*named, *near]
+    mention = parse({"or": [{"metadata.entities": {"contains": i}} for i in wanted]})
+    assert mention is not None
+    scoped = replace(query, kinds=("fact",), exclude_kinds=(),
+                     filters=mention if query.filters is None else And((query.filters, mention)))
+    facts = store.find(scoped, limit=limit * 4, newest_first=True)
+    weight = {i: 2.0 for i in named} | {i: 1.0 for i in near}
+    scored = [(sum(weight.get(i, 0.0) for i in f.metadata.get("entities", [])), f) for f in facts]
+    scored.sort(key=lambda pair: -pair[0])  # stable: newest first among equals
+    top = max((s for s, _ in scored), default=1.0) or 1.0
+    return [Scored(f, s / top) for s, f in scored[:limit]]
+
+
+RETRIEVERS: dict[str, Retriever] = {"dense": dense, "keyword": keyword, "graph": graph}
 
 def on_turns(**changes: object) -> SearchConfig:
     """A configuration ranking single turns, with no redundancy filter."""
@@ -83,8 +119,9 @@ ABLATION: dict[str, SearchConfig] = {
     "turns, rrf k60": on_turns(analyzer="plain", rrf_k=60, depth=50),
     "+ stemming": on_turns(rrf_k=60, depth=50),
     "+ rrf k10, depth 100": on_turns(),
-    "+ windows": SearchConfig(redundancy=None),
-    "+ redundancy filter (hybrid)": SearchConfig(),
+    "+ windows": SearchConfig(retrievers=("dense", "keyword"), redundancy=None),
+    "+ redundancy filter": SearchConfig(retrievers=("dense", "keyword")),
+    "+ graph (hybrid)": SearchConfig(),
 }
 """Each step of the default pipeline added in turn, for the evaluation's ablation table."""
 
@@ -142,6 +179,8 @@ def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQue
     raw: dict[str, dict[str, float]] = {}
     for name, found in zip(config.retrievers, _run_all(config, store, embedder, query, text),
                            strict=True):
+        if not found:
+            continue  # a signal with nothing to say takes no part in the fusion
         rankings[name] = [s.record.id for s in found]
         raw[name] = {s.record.id: s.score for s in found}
         by_id.update((s.record.id, s.record) for s in found)

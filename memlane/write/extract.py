@@ -24,6 +24,8 @@ class Candidate:
     source_ids: tuple[str, ...]
     speaker: str | None
     event_time: datetime
+    entities: tuple[str, ...] = ()
+    relations: tuple[tuple[str, str, str], ...] = ()
 
 
 def _when(moment: datetime) -> str:
@@ -47,6 +49,11 @@ def candidates(llm: LLM, turns: Sequence[MemoryRecord],
         if not text or not users:
             problems.append(f"dropped a fact citing no new user line: {text[:80]!r}")
             continue
+        entities = tuple(dict.fromkeys(
+            " ".join(str(e).split()) for e in fact.get("entities", []) if str(e).strip()))
+        relations = tuple((" ".join(r["subject"].split()), " ".join(r["predicate"].split()),
+                           " ".join(r["object"].split())) for r in fact.get("relations", [])
+                          if all(str(r[k]).strip() for k in ("subject", "predicate", "object")))
         out.append(Candidate(text, tuple(t.source_ids[0] for t in users), users[-1].speaker,
-                             max(t.event_time for t in users)))
+                             max(t.event_time for t in users), entities, relations))
     return out, usage, problems

@@ -16,13 +16,14 @@ from datetime import datetime
 
 from ..embed.base import Embedder
 from ..errors import ModelError, ModelOutputError
+from ..filters import parse
 from ..ids import new_id
 from ..llm.base import LLM, Usage
 from ..read import search as pipeline
 from ..store.base import RecordQuery, RecordUpdate, Store, Vector, WriteBatch
 from ..timeutil import utcnow
 from ..types import HistoryEvent, Job, MemoryRecord, Message
-from . import extract, reconcile
+from . import extract, graph, reconcile
 
 SIMILAR_FACTS = 5
 MAX_ATTEMPTS = 3
@@ -43,6 +44,7 @@ class _Plan:
     inserts: dict[str, tuple[MemoryRecord, Vector]] = field(default_factory=dict)
     updates: dict[str, tuple[MemoryRecord, int, Vector | None]] = field(default_factory=dict)
     events: list[HistoryEvent] = field(default_factory=list)
+    entities: dict[str, MemoryRecord] = field(default_factory=dict)
     actions: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
@@ -110,7 +112,7 @@ class Inference:
                  plan: _Plan) -> list[MemoryRecord]:
         """The most similar current facts: stored ones as this job has changed them, and
         the ones this job added."""
-        query = RecordQuery(anchor.scope, kinds=(reconcile.FACT_KIND,))
+        query = RecordQuery(graph.owner_scope(anchor), kinds=(reconcile.FACT_KIND,))
         hits = pipeline.run(self.store, self.embedder, pipeline.on_turns(
             kinds=(reconcile.FACT_KIND,)), query, text, SIMILAR_FACTS)
         stored = [plan.updates[h.id][0] if h.id in plan.updates else h.memory for h in hits]
@@ -132,12 +134,14 @@ class Inference:
                                  "text": decision.candidate.text, "reason": decision.reason})
             return
         if action == "UPDATE" and target is not None:
-            new = reconcile.updated(target, decision, now)
+            new = self._linked(reconcile.updated(target, decision, now), decision.candidate,
+                               plan)
             self._stage_update(plan, target, new, self.embedder.embed_one(new.text))
             plan.events.append(reconcile.event(new, "update", target.text, new.text,
                                                decision.reason))
         else:
             new = reconcile.new_fact(decision.candidate, decision.text, anchor, now)
+            new = self._linked(new, decision.candidate, plan)
             plan.inserts[new.id] = (new, self.embedder.embed_one(new.index_text, "document"))
             plan.events.append(reconcile.event(new, "add", None, new.text, decision.reason))
             if action == "SUPERSEDE" and target is not None:
@@ -145,8 +149,62 @@ class Inference:
                 self._stage_update(plan, target, old, None)
                 plan.events.append(reconcile.event(old, "supersede", target.text, new.text,
                                                    decision.reason))
+                self._close_relations(target, new, plan)
         plan.actions.append({"action": action, "memory_id": new.id, "text": new.text,
                              "replaces": target.id if target else "", "reason": decision.reason})
+
+    def _linked(self, fact: MemoryRecord, candidate: extract.Candidate,
+                plan: _Plan) -> MemoryRecord:
+        """The fact with its entities resolved (or created) and its relations staged."""
+        names = [*candidate.entities, *(n for s, _, o in candidate.relations for n in (s, o))]
+        found = {n: self._entity(n, fact, plan) for n in dict.fromkeys(names)}
+        known = {n: e for n, e in found.items() if e is not None}
+        now = utcnow()
+        for subject, predicate, obj in candidate.relations:
+            if subject in known and obj in known:
+                rel = graph.relation(known[subject], predicate, known[obj], fact, now)
+                plan.inserts[rel.id] = (rel, self.embedder.embed_one(rel.text, "document"))
+                plan.events.append(reconcile.event(rel, "add", None, rel.text, "relation"))
+        ids = list(dict.fromkeys([*fact.metadata.get("entities", []),
+                                  *(e.id for e in known.values())]))
+        return replace(fact, metadata={**fact.metadata, "entities": ids}) if ids else fact
+
+    def _entity(self, name: str, fact: MemoryRecord, plan: _Plan) -> MemoryRecord | None:
+        """The scope's entity for ``name``: same normalized name, or a name whose vector is
+        nearly the same; a new entity otherwise."""
+        norm = graph.normalize(name)
+        if not norm:
+            return None
+        if norm in plan.entities:
+            return plan.entities[norm]
+        owner = graph.owner_scope(fact)
+        same = self.store.find(RecordQuery(owner, kinds=(graph.ENTITY_KIND,),
+                                           filters=parse({"metadata.norm": norm})), limit=1)
+        vector = self.embedder.embed_one(name, "document")
+        if not same:
+            near = self.store.vector_search(RecordQuery(owner, kinds=(graph.ENTITY_KIND,)),
+                                            vector, 1)
+            same = [h.record for h in near if h.score >= graph.MERGE_SIMILARITY]
+        if same:
+            plan.entities[norm] = same[0]
+            return same[0]
+        new = graph.entity(name, fact, utcnow())
+        plan.inserts[new.id] = (new, vector)
+        plan.entities[norm] = new
+        plan.events.append(reconcile.event(new, "add", None, new.text, "entity"))
+        return new
+
+    def _close_relations(self, old: MemoryRecord, new: MemoryRecord, plan: _Plan) -> None:
+        """Relations read from a superseded fact stop being valid when it does."""
+        stored = self.store.find(RecordQuery(graph.owner_scope(old), kinds=(graph.RELATION_KIND,),
+                                             filters=parse({"metadata.fact": old.id})))
+        staged = [r for r, _ in plan.inserts.values()
+                  if r.kind == graph.RELATION_KIND and r.metadata.get("fact") == old.id]
+        for rel in [*stored, *staged]:
+            closed = reconcile.superseded(rel, new, utcnow())
+            self._stage_update(plan, rel, closed, None)
+            plan.events.append(reconcile.event(closed, "supersede", rel.text, None,
+                                               "its fact was superseded"))
 
     @staticmethod
     def _stage_update(plan: _Plan, before: MemoryRecord, after: MemoryRecord,

@@ -21,8 +21,9 @@ from ..types import MemoryRecord, content_hash
 
 WINDOW_KIND = "window"
 WINDOW_TURNS = 3
-DERIVED_KINDS = (WINDOW_KIND,)
-"""Kinds that only repeat other memories for retrieval; hidden from listings by default."""
+DERIVED_KINDS = (WINDOW_KIND, "entity", "relation")
+"""Kinds derived from other memories (windows of turns, the entity graph of facts); hidden
+from listings and the whole-history context unless asked for by kind."""
 
 Vector = npt.NDArray[np.float32]
 
