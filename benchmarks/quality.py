@@ -32,9 +32,16 @@ def main(argv: list[str] | None = None) -> None:
                    f"Command: `{command}` (run by `make bench`)\n\n{body}")
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "ku.db") as mem:
         ku = knowledge_update.run(mem, people=40, seed=1)
-    update_section(docs, "Knowledge updates",
-                   "Command: `memlane eval knowledge-update --people 40 --seed 1` (run by "
-                   f"`make bench`)\n\n{knowledge_update.markdown(ku.report)}")
+    with tempfile.TemporaryDirectory() as tmp, Memory(
+            Path(tmp) / "ku.db", llm=knowledge_update.scripted_llm()) as mem:
+        ku_llm = knowledge_update.run(mem, people=40, seed=1)
+    update_section(docs, "Knowledge updates", "\n\n".join([
+        "Without an LLM (turns and windows only). Command: `memlane eval knowledge-update "
+        "--people 40 --seed 1` (run by `make bench`)", knowledge_update.markdown(ku.report),
+        "With the LLM write path, the LLM being a scripted stand-in that reads the generated "
+        "sentences exactly (so this measures reconcile, supersede and ranking, not a real "
+        "model's extraction). Command: `memlane eval knowledge-update --people 40 --seed 1 "
+        "--scripted-llm`", knowledge_update.markdown(ku_llm.report)]))
 
 
 if __name__ == "__main__":

@@ -173,3 +173,19 @@ def test_stale_first_rate() -> None:
                Answer(q2, [["new2"], ["old2"]], [1, 2], 1.0)]
     stale = {("a", 0): {"old"}, ("a", 1): {"old2"}}
     assert knowledge_update.stale_first_rate(answers, stale) == 0.5
+
+
+def test_knowledge_update_with_the_write_path_ranks_current_values_first(
+        tmp_path: Path) -> None:
+    with Memory(tmp_path / "ku.db", embedder=FakeEmbedder()) as plain:
+        without = knowledge_update.run(plain, people=6, seed=3, ks=(1, 5), progress=False)
+    with Memory(tmp_path / "ku2.db", embedder=FakeEmbedder(),
+                llm=knowledge_update.scripted_llm()) as mem:
+        result = knowledge_update.run(mem, people=6, seed=3, ks=(1, 5), progress=False)
+        assert {j.status for j in mem.jobs(limit=1000)} == {"done"}
+    hybrid = result.report["retrievers"]["hybrid"]
+    before = without.report["retrievers"]["hybrid"]
+    # with the lexical test embedder; the MiniLM figures are in docs/benchmarks.md
+    assert hybrid["stale_first_rate"] < 0.5 * before["stale_first_rate"]
+    assert hybrid["metrics"]["knowledge-update"]["recall@1"] > (
+        before["metrics"]["knowledge-update"]["recall@1"] + 0.3)

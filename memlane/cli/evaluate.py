@@ -66,6 +66,8 @@ def cmd_longmemeval(mem: Memory, a: argparse.Namespace) -> Any:
 def cmd_knowledge_update(mem: Memory, a: argparse.Namespace) -> Any:
     from ..eval import knowledge_update, report
 
+    if a.scripted_llm:
+        mem.llm = knowledge_update.scripted_llm()
     result = knowledge_update.run(mem, people=a.people, seed=a.seed, retriever=a.retriever,
                                   ks=a.k, progress=not a.quiet)
     markdown = knowledge_update.markdown(result.report)
@@ -95,5 +97,8 @@ def add_parser(sub: Any) -> None:
                           help="generated conversations whose facts change over time")
     sp.add_argument("--people", type=int, default=40)
     sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--scripted-llm", action="store_true",
+                    help="extract facts with a scripted stand-in LLM that reads the "
+                         "generated sentences exactly (tests reconcile and ranking)")
     _common(sp, "1,3,5,10")
     sp.set_defaults(handler=cmd_knowledge_update, temporary_store=True)

@@ -10,13 +10,16 @@ while the current one is not).
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..exchange import locomo
+from ..llm.fake import ScriptedLLM
 from ..memory import Memory
 from ..timeutil import utcnow
 from ..tokens import TOKENIZER_NAME
@@ -121,11 +124,55 @@ class KnowledgeUpdateRun:
     answers: dict[str, list[Answer]]
 
 
+FACTS = {"city": "{name} lives in {v}.", "job": "{name} works as a {v}.",
+         "partner": "{name}'s partner is {v}.", "food": "{name}'s favourite food is {v}."}
+_LINE = re.compile(r"^\[(\d+)\] \S+ (.+?) \((\w+)\): (.*)$")
+
+
+def _statement_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    out = []
+    for attribute, (_, first, change, _) in ATTRIBUTES.items():
+        for template in (first, change):
+            pattern = re.escape(template).replace(re.escape("{v}"), "(?P<v>.+?)")
+            out.append((attribute, re.compile("^" + pattern + "$")))
+    return out
+
+
+def scripted_llm() -> ScriptedLLM:
+    """A stand-in LLM that reads this generator's sentences without error (a perfect
+    extractor), so the set measures what memlane does with correct facts: reconcile,
+    supersede and rank. Not a model of any real LLM's quality."""
+    patterns = _statement_patterns()
+
+    def answer(messages: list[dict[str, str]], name: str) -> str:
+        body = messages[-1]["content"]
+        if "NEW lines:" in body:
+            facts = []
+            for raw in body.split("NEW lines:\n", 1)[1].splitlines():
+                m = _LINE.match(raw)
+                for attribute, pattern in patterns if m else []:
+                    found = pattern.match(m.group(4)) if m else None
+                    if m and found:
+                        text = FACTS[attribute].format(name=m.group(2), v=found.group("v"))
+                        facts.append({"text": text, "sources": [int(m.group(1))],
+                                      "entities": [m.group(2), found.group("v")]})
+            return json.dumps({"facts": facts})
+        fact = body.split("\n", 1)[0].split("): ", 1)[1]
+        for number, text in re.findall(r"^\[(\d+)\] \([^)]*\) (.*)$", body, re.M):
+            if text.split(" ")[:3] == fact.split(" ")[:3]:
+                return json.dumps({"action": "NOOP" if text == fact else "SUPERSEDE",
+                                   "target": int(number), "reason": "value changed"})
+        return json.dumps({"action": "ADD", "target": None, "reason": "new"})
+
+    return ScriptedLLM(answer, model="scripted-knowledge-update")
+
+
 def run(memory: Memory, *, people: int = 40, seed: int = 1, retriever: str = "hybrid",
         ks: Sequence[int] = (1, 3, 5, 10), progress: bool = True) -> KnowledgeUpdateRun:
+    """Generate, ingest (with fact extraction when ``memory`` has an LLM) and score."""
     samples, truths = generate(people, seed)
     conversations = locomo.parse(samples)
-    locomo.ingest(memory, conversations, progress=progress)
+    locomo.ingest(memory, conversations, progress=progress, infer=memory.llm is not None)
     asked, stale = [], {}
     for sample_id, triples in truths.items():
         for index, (text, current, old) in enumerate(triples):
@@ -136,6 +183,7 @@ def run(memory: Memory, *, people: int = 40, seed: int = 1, retriever: str = "hy
     answers = {r: ask(memory, asked, r, max(ks), progress=progress) for r in recipes}
     report = {
         "benchmark": "knowledge-update", "people": people, "seed": seed,
+        "llm": memory.llm.model if memory.llm else None,
         "date": utcnow().strftime("%Y-%m-%d"), "machine": describe(),
         "embedder": memory.embedder.model_id, "tokenizer": TOKENIZER_NAME,
         "configured": retriever, "ks": list(ks), "questions_scored": len(asked),
@@ -171,7 +219,9 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join([
         f"Knowledge-update set: {report['people']} generated people (seed {report['seed']}), "
         f"{report['turns']} turns, {report['questions_scored']} questions about values that "
-        f"changed. Embedder {report['embedder']}. Date {report['date']}; machine: "
+        f"changed. Embedder {report['embedder']}; "
+        f"{'LLM ' + report['llm'] if report.get('llm') else 'no LLM'}. "
+        f"Date {report['date']}; machine: "
         f"{report['machine']}.", "",
         retriever_table(report, "knowledge-update", ks), "",
         f"Stale value ranked above the current one (within the top {max(ks)}):", "",

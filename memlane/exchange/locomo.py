@@ -108,7 +108,7 @@ def _conversation(sample: dict[str, Any]) -> Conversation:
 
 
 def ingest(memory: Memory, conversations: list[Conversation], *, user_prefix: str = "",
-           progress: bool = False) -> dict[str, int]:
+           progress: bool = False, infer: bool = False) -> dict[str, int]:
     """Add every session of every conversation, in order; return counts."""
     from tqdm import tqdm
 
@@ -119,7 +119,7 @@ def ingest(memory: Memory, conversations: list[Conversation], *, user_prefix: st
             for session in conv.sessions:
                 added = memory.add(session.messages, user_id=user_prefix + conv.sample_id,
                                    session_id=f"session_{session.number}",
-                                   timestamp=session.time)
+                                   timestamp=session.time, infer=infer)
                 stored += len(added)
                 bar.update(len(session.messages))
     return {"conversations": len(conversations), "turns": total, "memories": stored}
