@@ -52,12 +52,15 @@ def rule_model(messages: list[dict[str, str]], name: str) -> str:
     """A deterministic stand-in for a chat model that follows memlane's prompts."""
     body = messages[-1]["content"]
     if "NEW lines:" in body:  # the extraction prompt (the name is absent in json_object mode)
-        facts = []
+        facts, said = [], []
         for raw in body.split("NEW lines:\n", 1)[1].splitlines():
             m = LINE.match(raw)
             if m and m.group(4) == "user":
                 facts += _facts_in(int(m.group(1)), m.group(3), m.group(5))
-        return json.dumps({"facts": facts})
+                said.append(f"{m.group(3)} said: {m.group(5)}")
+        before = re.search(r"^Summary so far: (.*)$", body, re.M)
+        summary = " ".join(([before.group(1)] if before else []) + said)
+        return json.dumps({"facts": facts, "summary": summary})
     fact = body.split("\n", 1)[0].split("): ", 1)[1]
     stored = re.findall(r"^\[(\d+)\] \([^)]*\) (.*)$", body, re.M)
     if fact.startswith("Delete"):
@@ -233,7 +236,7 @@ def test_facts_build_an_entity_graph_with_validity(mem: Memory) -> None:
     ids = {r.text: r.id for r in mem.get_all(user_id="alice", kinds=["entity"])}
     assert set(lisbon_fact.metadata["entities"]) == {ids["Alice"], ids["Lisbon"]}
     assert mem.get_all(user_id="alice") == [  # listings hide the derived graph
-        r for r in mem.get_all(user_id="alice", kinds=["turn", "fact"])]
+        r for r in mem.get_all(user_id="alice", kinds=["turn", "fact", "summary"])]
 
 
 def test_graph_expansion_reaches_facts_about_neighbours(mem: Memory) -> None:
@@ -254,3 +257,14 @@ def test_spellings_of_one_name_merge(mem: Memory) -> None:
             user_id="alice", session_id="later", infer=True)
     names = sorted(r.text for r in mem.get_all(user_id="alice", kinds=["entity"]))
     assert names == ["Alice", "Ana Silva"]
+
+
+def test_a_rolling_summary_cites_the_whole_conversation(mem: Memory) -> None:
+    first = say(mem, "I live in Paris.", "2026-01-10T09:00:00Z", session_id="s1")
+    second = say(mem, "I am allergic to cats.", "2026-01-10T09:05:00Z", session_id="s1")
+    summaries = mem.get_all(user_id="alice", kinds=["summary"])
+    assert len(summaries) == 1 and summaries[0].version == 2
+    assert summaries[0].text == "Alice said: I live in Paris. Alice said: I am allergic to cats."
+    assert summaries[0].source_ids == first[0].source_ids + second[0].source_ids
+    say(mem, "I live in Paris.", "2026-01-11T09:00:00Z", session_id="s2")
+    assert len(mem.get_all(user_id="alice", kinds=["summary"])) == 2

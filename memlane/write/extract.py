@@ -32,14 +32,24 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def candidates(llm: LLM, turns: Sequence[MemoryRecord],
-               context: Sequence[Message]) -> tuple[list[Candidate], Usage, list[str]]:
-    """Candidates from ``turns`` (the new ones), with ``context`` as earlier lines."""
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    candidates: list[Candidate]
+    summary: str | None
+    usage: Usage
+    problems: list[str]
+
+
+def candidates(llm: LLM, turns: Sequence[MemoryRecord], context: Sequence[Message],
+               summary: str | None = None) -> Extraction:
+    """Candidates from ``turns`` (the new ones), with ``context`` as earlier lines and the
+    conversation's summary so far; and the summary brought up to date."""
     shown = [prompt.line(f"c{i + 1}", _when(m.event_time), m.name or m.role, m.role, m.content)
              for i, m in enumerate(context)]
     new = [prompt.line(str(i + 1), _when(t.event_time), t.speaker or t.role or "user",
                        t.role or "user", t.text) for i, t in enumerate(turns)]
-    answer, usage = llm.complete_json(prompt.messages(shown, new), prompt.SCHEMA, prompt.NAME)
+    answer, usage = llm.complete_json(prompt.messages(shown, new, summary), prompt.SCHEMA,
+                                      prompt.NAME)
     out, problems = [], []
     for fact in answer["facts"]:
         text = " ".join(str(fact["text"]).split())
@@ -56,4 +66,5 @@ def candidates(llm: LLM, turns: Sequence[MemoryRecord],
                           if all(str(r[k]).strip() for k in ("subject", "predicate", "object")))
         out.append(Candidate(text, tuple(t.source_ids[0] for t in users), users[-1].speaker,
                              max(t.event_time for t in users), entities, relations))
-    return out, usage, problems
+    new_summary = " ".join(str(answer.get("summary") or "").split()) or None
+    return Extraction(out, new_summary, usage, problems)

@@ -22,10 +22,11 @@ from ..llm.base import LLM, Usage
 from ..read import search as pipeline
 from ..store.base import RecordQuery, RecordUpdate, Store, Vector, WriteBatch
 from ..timeutil import utcnow
-from ..types import HistoryEvent, Job, MemoryRecord, Message
+from ..types import HistoryEvent, Job, MemoryRecord, Message, content_hash
 from . import extract, graph, reconcile
 
 SIMILAR_FACTS = 5
+SUMMARY_KIND = "summary"
 MAX_ATTEMPTS = 3
 
 
@@ -88,10 +89,14 @@ class Inference:
 
     def _plan(self, turns: list[MemoryRecord], plan: _Plan) -> None:
         context = self._context(turns)
-        found, usage, problems = extract.candidates(self.llm, turns, context)
-        plan.usage += usage
-        plan.errors += problems
-        for candidate in found:
+        summary = self._summary(turns[0])
+        result = extract.candidates(self.llm, turns, context,
+                                    summary.text if summary else None)
+        plan.usage += result.usage
+        plan.errors += result.problems
+        if result.summary:
+            self._stage_summary(summary, result.summary, turns, plan)
+        for candidate in result.candidates:
             vector = self.embedder.embed_one(candidate.text, "document")
             similar = self._similar(turns[0], candidate.text, vector, plan)
             try:
@@ -101,6 +106,34 @@ class Inference:
                 continue
             plan.usage += usage
             self._apply(decision, turns[0], plan)
+
+    def _summary(self, anchor: MemoryRecord) -> MemoryRecord | None:
+        """The rolling summary of the anchor's conversation (exactly its scope)."""
+        found = self.store.find(RecordQuery(anchor.scope, kinds=(SUMMARY_KIND,)))
+        exact = [s for s in found if s.scope == anchor.scope]
+        return exact[-1] if exact else None
+
+    def _stage_summary(self, current: MemoryRecord | None, text: str,
+                       turns: list[MemoryRecord], plan: _Plan) -> None:
+        """A summary cites every turn of its conversation."""
+        now = utcnow()
+        new_sources = tuple(t.source_ids[0] for t in turns)
+        vector = self.embedder.embed_one(text, "document")
+        if current is None:
+            first = turns[0]
+            record = replace(first, id=new_id(), kind=SUMMARY_KIND, text=text, role=None,
+                             speaker=None, hash=content_hash(text), source_ids=new_sources,
+                             created_at=now, updated_at=now, metadata={}, version=1)
+            record = replace(record, event_time=turns[-1].event_time)
+            plan.inserts[record.id] = (record, vector)
+            plan.events.append(reconcile.event(record, "add", None, text, "summary"))
+            return
+        record = replace(current, text=text, hash=content_hash(text),
+                         source_ids=tuple(dict.fromkeys((*current.source_ids, *new_sources))),
+                         event_time=turns[-1].event_time, version=current.version + 1,
+                         updated_at=now)
+        self._stage_update(plan, current, record, vector)
+        plan.events.append(reconcile.event(record, "update", current.text, text, "summary"))
 
     def _context(self, turns: list[MemoryRecord]) -> list[Message]:
         new = {t.source_ids[0] for t in turns}
