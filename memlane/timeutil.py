@@ -59,3 +59,13 @@ def opt_to_text(value: datetime | None) -> str | None:
 
 def opt_from_text(value: str | None) -> datetime | None:
     return None if value is None else from_text(value)
+
+
+def parse_with_formats(value: str, formats: tuple[str, ...], what: str) -> datetime:
+    """A date written in one of ``formats`` (strptime), taken as UTC."""
+    for fmt in formats:
+        try:
+            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise InvalidInputError(f"unrecognised {what} date {value!r}")

@@ -35,6 +35,17 @@ def _check_data(path: Path) -> Path:
     return path
 
 
+def _publish(result: dict[str, Any], answers: Any, markdown: str,
+             a: argparse.Namespace) -> dict[str, Any]:
+    """Write the report files (with --out), show the summary on stderr, return the JSON."""
+    from ..eval import report
+
+    if a.out:
+        report.write_outputs(result, markdown, a.out, answers, plots=not a.no_plots)
+    print(markdown, file=sys.stderr)
+    return result
+
+
 def cmd_locomo(mem: Memory, a: argparse.Namespace) -> Any:
     from ..eval import locomo, report
 
@@ -42,40 +53,25 @@ def cmd_locomo(mem: Memory, a: argparse.Namespace) -> Any:
                         progress=not a.quiet, ablation=a.ablation)
     if a.dump_rankings:
         locomo.dump_rankings(result.answers[a.retriever], a.dump_rankings)
-    markdown = report.locomo_markdown(result.report)
-    if a.out:
-        report.write_outputs(result.report, markdown, a.out, result.answers,
-                             plots=not a.no_plots)
-    print(markdown, file=sys.stderr)
-    return result.report
+    return _publish(result.report, result.answers, report.locomo_markdown(result.report), a)
 
 
 def cmd_longmemeval(mem: Memory, a: argparse.Namespace) -> Any:
-    from ..eval import longmemeval, report
+    from ..eval import longmemeval
 
     result = longmemeval.run(mem, _check_data(a.data), retriever=a.retriever, ks=a.k,
                              progress=not a.quiet)
-    markdown = longmemeval.markdown(result.report)
-    if a.out:
-        report.write_outputs(result.report, markdown, a.out, result.answers,
-                             plots=not a.no_plots)
-    print(markdown, file=sys.stderr)
-    return result.report
+    return _publish(result.report, result.answers, longmemeval.markdown(result.report), a)
 
 
 def cmd_knowledge_update(mem: Memory, a: argparse.Namespace) -> Any:
-    from ..eval import knowledge_update, report
+    from ..eval import knowledge_update
 
     if a.scripted_llm:
         mem.llm = knowledge_update.scripted_llm()
     result = knowledge_update.run(mem, people=a.people, seed=a.seed, retriever=a.retriever,
                                   ks=a.k, progress=not a.quiet)
-    markdown = knowledge_update.markdown(result.report)
-    if a.out:
-        report.write_outputs(result.report, markdown, a.out, result.answers,
-                             plots=not a.no_plots)
-    print(markdown, file=sys.stderr)
-    return result.report
+    return _publish(result.report, result.answers, knowledge_update.markdown(result.report), a)
 
 
 def add_parser(sub: Any) -> None:

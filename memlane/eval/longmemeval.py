@@ -14,13 +14,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
 from ..memory import Memory
-from ..timeutil import utcnow
+from ..timeutil import parse_with_formats, utcnow
 from ..tokens import TOKENIZER_NAME
 from .harness import Answer, Question, aggregate, ask, latency
 from .locomo import RECIPES
@@ -40,12 +40,7 @@ class LongMemEvalRun:
 
 
 def parse_date(value: str) -> datetime:
-    for fmt in DATE_FORMATS:
-        try:
-            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise InvalidInputError(f"unrecognised LongMemEval date {value!r}")
+    return parse_with_formats(value, DATE_FORMATS, "LongMemEval")
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
+from ..timeutil import parse_with_formats
 
 if TYPE_CHECKING:
     from ..memory import Memory
@@ -49,12 +50,7 @@ def turn_text(turn: dict[str, Any]) -> str:
 
 
 def parse_date(value: str) -> datetime:
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise InvalidInputError(f"unrecognised LoCoMo session date {value!r}")
+    return parse_with_formats(value, _DATE_FORMATS, "LoCoMo session")
 
 
 def load(path: str | Path) -> list[Conversation]:
