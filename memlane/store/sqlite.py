@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from ..errors import ConflictError, InvalidInputError, StoreError
 from ..text import Analyzer, analyze
-from ..timeutil import from_text, opt_from_text, opt_to_text, to_text
+from ..timeutil import to_text
 from ..types import (
     SCOPE_FIELDS,
     HistoryEvent,
@@ -34,6 +34,7 @@ from ..types import (
     Scored,
     index_text,
 )
+from . import rows as codec
 from .base import (
     EraseCounts,
     RecordQuery,
@@ -54,18 +55,7 @@ RECORD_CACHE = 50_000
 KEYWORD_DOCS = 1_000_000
 """Documents kept in in-process keyword indexes; least recently searched scopes go first."""
 
-_COLS = (
-    "id, tenant, user_id, agent_id, session_id, kind, text, role, speaker, hash, source_ids, "
-    "tags, metadata, event_time, valid_from, valid_to, created_at, updated_at, status, "
-    "version, superseded_by, importance, pinned, access_count, last_accessed_at, expires_at"
-)
-_M_COLS = ", ".join(f"m.{c.strip()}" for c in _COLS.split(","))
-_MSG_COLS = ("id, tenant, user_id, agent_id, session_id, role, name, content, event_time, "
-             "created_at, metadata")
-_HIST_COLS = "id, memory_id, tenant, op, version, old_text, new_text, actor, reason, at"
-_JOB_COLS = ("id, tenant, user_id, agent_id, session_id, add_key, memory_ids, status, attempts, "
-             "error, actions, usage, created_at, updated_at")
-_CHUNK = 500
+_M_COLS = ", ".join(f"m.{c.strip()}" for c in codec.COLS.split(","))
 
 
 class SQLiteStore:
@@ -145,17 +135,17 @@ class SQLiteStore:
                 self._insert_messages(db, batch.messages)
                 self._insert_records(db, batch.inserts)
                 self._apply_updates(db, batch)
-                db.executemany(f"INSERT INTO history ({_HIST_COLS}) VALUES ({_q(10)})",
-                               [_event_row(e) for e in batch.events])
-                db.executemany(f"INSERT OR REPLACE INTO jobs ({_JOB_COLS}) VALUES ({_q(14)})",
-                               [_job_row(j) for j in batch.jobs])
+                db.executemany(f"INSERT INTO history ({codec.HIST_COLS}) VALUES ({_q(10)})",
+                               [codec.event_row(e) for e in batch.events])
+                db.executemany(f"INSERT OR REPLACE INTO jobs ({codec.JOB_COLS}) VALUES ({_q(14)})",
+                               [codec.job_row(j) for j in batch.jobs])
                 ids = tuple(r.id for r, _ in batch.inserts)
                 if batch.add_key is not None:
                     db.execute(
                         "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id,"
                         " created_at) VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
                         (batch.scope.tenant, batch.add_key, json.dumps(ids),
-                         *_scope_values(batch.scope)),
+                         *codec.scope_values(batch.scope)),
                     )
                 return WriteOutcome(True, ids)
         except sqlite3.IntegrityError as exc:
@@ -167,8 +157,8 @@ class SQLiteStore:
     def _insert_messages(db: sqlite3.Connection, messages: list[Message]) -> None:
         for message in messages:
             try:
-                db.execute(f"INSERT INTO messages ({_MSG_COLS}) VALUES ({_q(11)})",
-                           _message_row(message))
+                db.execute(f"INSERT INTO messages ({codec.MSG_COLS}) VALUES ({_q(11)})",
+                           codec.message_row(message))
             except sqlite3.IntegrityError as exc:
                 raise InvalidInputError(
                     f"message id {message.id!r} already exists in its scope; nothing stored"
@@ -178,37 +168,37 @@ class SQLiteStore:
     def _insert_records(db: sqlite3.Connection,
                         inserts: list[tuple[MemoryRecord, Vector]]) -> None:
         for record, vector in inserts:
-            cursor = db.execute(f"INSERT INTO memories ({_COLS}) VALUES ({_q(26)})",
-                                _record_row(record))
+            cursor = db.execute(f"INSERT INTO memories ({codec.COLS}) VALUES ({_q(26)})",
+                                codec.record_row(record))
             rowid = cursor.lastrowid
             db.execute("INSERT INTO memory_vectors (memory_rowid, vec) VALUES (?, ?)",
-                       (rowid, _blob(vector)))
+                       (rowid, codec.blob(vector)))
 
     @staticmethod
     def _apply_updates(db: sqlite3.Connection, batch: WriteBatch) -> None:
-        sets = ", ".join(f"{c.strip()} = ?" for c in _COLS.split(","))
+        sets = ", ".join(f"{c.strip()} = ?" for c in codec.COLS.split(","))
         for update in batch.updates:
             record = update.record
             cursor = db.execute(
                 f"UPDATE memories SET {sets} WHERE id = ? AND tenant = ? AND version = ? "
                 "RETURNING rowid",
-                (*_record_row(record), record.id, record.tenant, update.expected_version),
+                (*codec.record_row(record), record.id, record.tenant, update.expected_version),
             )
             row = cursor.fetchone()
             if row is None:
                 raise ConflictError(f"memory {record.id} changed; re-read and retry")
             if update.vector is not None:
                 db.execute("UPDATE memory_vectors SET vec = ? WHERE memory_rowid = ?",
-                           (_blob(update.vector), row[0]))
+                           (codec.blob(update.vector), row[0]))
 
     # --- reads ---------------------------------------------------------------------------
 
     def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]:
         found: dict[str, MemoryRecord] = {}
-        for chunk in _chunks(list(ids)):
-            rows = self._rows(f"SELECT {_COLS} FROM memories WHERE tenant = ? AND id IN "
+        for chunk in codec.chunks(list(ids)):
+            rows = self._rows(f"SELECT {codec.COLS} FROM memories WHERE tenant = ? AND id IN "
                               f"({_q(len(chunk))})", (tenant, *chunk))
-            found.update((r[0], _record(r)) for r in rows)
+            found.update((r[0], codec.record(r)) for r in rows)
         return [found[i] for i in ids if i in found]
 
     def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
@@ -220,7 +210,7 @@ class SQLiteStore:
             f"ORDER BY m.event_time {order}, m.id {order} LIMIT ? OFFSET ?",
             (*params, -1 if limit is None else limit, offset),
         )
-        return [_record(r) for r in rows]
+        return [codec.record(r) for r in rows]
 
     def count(self, query: RecordQuery) -> int:
         where, params = where_clause(query)
@@ -305,13 +295,13 @@ class SQLiteStore:
         return matrix
 
     def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
-        for chunk in _chunks(rowids):
+        for chunk in codec.chunks(rowids):
             rows = self._rows(f"SELECT rowid, text, speaker FROM memories WHERE rowid IN "
                               f"({_q(len(chunk))})", chunk)
             yield from ((r[0], index_text(r[1], r[2])) for r in rows)
 
     def _load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]:
-        for chunk in _chunks(rowids):
+        for chunk in codec.chunks(rowids):
             yield from self._rows(
                 f"SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid IN "
                 f"({_q(len(chunk))})", chunk)
@@ -334,13 +324,13 @@ class SQLiteStore:
             return out
 
     def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
-        rows = self._rows(f"SELECT rowid, {_COLS} FROM memories WHERE rowid IN "
+        rows = self._rows(f"SELECT rowid, {codec.COLS} FROM memories WHERE rowid IN "
                           f"({_q(len(rowids))})", rowids)
-        return {r[0]: _record(r[1:]) for r in rows}
+        return {r[0]: codec.record(r[1:]) for r in rows}
 
     def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]:
         out: dict[str, Vector] = {}
-        for chunk in _chunks(list(ids)):
+        for chunk in codec.chunks(list(ids)):
             rows = self._rows(
                 "SELECT m.id, v.vec FROM memories m JOIN memory_vectors v "
                 f"ON v.memory_rowid = m.rowid WHERE m.tenant = ? AND m.id IN ({_q(len(chunk))})",
@@ -349,22 +339,22 @@ class SQLiteStore:
         return out
 
     def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]:
-        rows = self._rows(f"SELECT {_HIST_COLS} FROM history WHERE tenant = ? AND memory_id = ?"
-                          " ORDER BY rowid", (tenant, memory_id))
-        return [_event(r) for r in rows]
+        rows = self._rows(f"SELECT {codec.HIST_COLS} FROM history WHERE tenant = ? "
+                          "AND memory_id = ? ORDER BY rowid", (tenant, memory_id))
+        return [codec.event(r) for r in rows]
 
     def iter_history(self, tenant: str) -> Iterator[HistoryEvent]:
-        rows = self._rows(f"SELECT {_HIST_COLS} FROM history WHERE tenant = ? ORDER BY rowid",
+        rows = self._rows(f"SELECT {codec.HIST_COLS} FROM history WHERE tenant = ? ORDER BY rowid",
                           (tenant,))
-        return (_event(r) for r in rows)
+        return (codec.event(r) for r in rows)
 
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]:
         where, params = _scope_where(scope)
-        rows = self._rows(f"SELECT {_MSG_COLS} FROM messages WHERE {where} "
+        rows = self._rows(f"SELECT {codec.MSG_COLS} FROM messages WHERE {where} "
                           "ORDER BY event_time, rowid LIMIT ? OFFSET ?",
                           (*params, -1 if limit is None else limit, offset))
-        return [_message(r) for r in rows]
+        return [codec.message(r) for r in rows]
 
     def claim_job(self, tenant: str, job_id: str, now: datetime,
                   stale_before: datetime) -> Job | None:
@@ -372,14 +362,14 @@ class SQLiteStore:
             row = db.execute(
                 f"UPDATE jobs SET status = 'running', updated_at = ? WHERE tenant = ? AND id = ? "
                 "AND (status = 'pending' OR (status = 'running' AND updated_at < ?)) "
-                f"RETURNING {_JOB_COLS}",
+                f"RETURNING {codec.JOB_COLS}",
                 (to_text(now), tenant, job_id, to_text(stale_before))).fetchone()
-        return _job(row) if row else None
+        return codec.job(row) if row else None
 
     def get_job(self, tenant: str, job_id: str) -> Job | None:
-        rows = self._rows(f"SELECT {_JOB_COLS} FROM jobs WHERE tenant = ? AND id = ?",
+        rows = self._rows(f"SELECT {codec.JOB_COLS} FROM jobs WHERE tenant = ? AND id = ?",
                           (tenant, job_id))
-        return _job(rows[0]) if rows else None
+        return codec.job(rows[0]) if rows else None
 
     def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
                   limit: int = 100) -> list[Job]:
@@ -387,16 +377,16 @@ class SQLiteStore:
         if statuses is not None:
             where += f" AND status IN ({_q(len(statuses))})"
             params += list(statuses)
-        rows = self._rows(f"SELECT {_JOB_COLS} FROM jobs WHERE {where} "
+        rows = self._rows(f"SELECT {codec.JOB_COLS} FROM jobs WHERE {where} "
                           "ORDER BY created_at, id LIMIT ?", (*params, limit))
-        return [_job(r) for r in rows]
+        return [codec.job(r) for r in rows]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
         rows = self._rows(
-            f"SELECT {_MSG_COLS} FROM messages WHERE tenant = ? AND user_id = ? AND "
+            f"SELECT {codec.MSG_COLS} FROM messages WHERE tenant = ? AND user_id = ? AND "
             "agent_id = ? AND session_id = ? ORDER BY event_time DESC, rowid DESC LIMIT ?",
-            (scope.tenant, *_scope_values(scope), limit))
-        return [_message(r) for r in rows]
+            (scope.tenant, *codec.scope_values(scope), limit))
+        return [codec.message(r) for r in rows]
 
     def tenants(self) -> list[str]:
         rows = self._rows("SELECT tenant FROM memories UNION SELECT tenant FROM messages")
@@ -478,19 +468,6 @@ def _q(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _chunks(items: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start:start + _CHUNK]
-
-
-def _blob(vector: Vector) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-def _scope_values(scope: Scope) -> tuple[str, str, str]:
-    return (scope.user_id or "", scope.agent_id or "", scope.session_id or "")
-
-
 def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
     parts, params = ["tenant = ?"], [scope.tenant]
     for name in SCOPE_FIELDS:
@@ -501,66 +478,3 @@ def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
     return " AND ".join(parts), params
 
 
-def _record_row(r: MemoryRecord) -> tuple[Any, ...]:
-    return (
-        r.id, r.tenant, r.user_id or "", r.agent_id or "", r.session_id or "", r.kind, r.text,
-        r.role, r.speaker, r.hash, json.dumps(list(r.source_ids)), json.dumps(list(r.tags)),
-        json.dumps(r.metadata, ensure_ascii=False), to_text(r.event_time),
-        to_text(r.valid_from), opt_to_text(r.valid_to), to_text(r.created_at),
-        to_text(r.updated_at), r.status, r.version, r.superseded_by, r.importance,
-        int(r.pinned), r.access_count, opt_to_text(r.last_accessed_at),
-        opt_to_text(r.expires_at),
-    )
-
-
-def _record(row: Sequence[Any]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[0], tenant=row[1], user_id=row[2] or None, agent_id=row[3] or None,
-        session_id=row[4] or None, kind=row[5], text=row[6], role=row[7], speaker=row[8],
-        hash=row[9], source_ids=tuple(json.loads(row[10])), tags=tuple(json.loads(row[11])),
-        metadata=json.loads(row[12]), event_time=from_text(row[13]),
-        valid_from=from_text(row[14]), valid_to=opt_from_text(row[15]),
-        created_at=from_text(row[16]), updated_at=from_text(row[17]), status=row[18],
-        version=row[19], superseded_by=row[20], importance=row[21], pinned=bool(row[22]),
-        access_count=row[23], last_accessed_at=opt_from_text(row[24]),
-        expires_at=opt_from_text(row[25]),
-    )
-
-
-def _message_row(m: Message) -> tuple[Any, ...]:
-    return (m.id, m.tenant, m.user_id or "", m.agent_id or "", m.session_id or "", m.role,
-            m.name, m.content, to_text(m.event_time), to_text(m.created_at),
-            json.dumps(m.metadata, ensure_ascii=False))
-
-
-def _message(row: Sequence[Any]) -> Message:
-    return Message(id=row[0], tenant=row[1], user_id=row[2] or None, agent_id=row[3] or None,
-                   session_id=row[4] or None, role=row[5], name=row[6], content=row[7],
-                   event_time=from_text(row[8]), created_at=from_text(row[9]),
-                   metadata=json.loads(row[10]))
-
-
-def _event_row(e: HistoryEvent) -> tuple[Any, ...]:
-    return (e.id, e.memory_id, e.tenant, e.op, e.version, e.old_text, e.new_text, e.actor,
-            e.reason, to_text(e.at))
-
-
-def _job_row(j: Job) -> tuple[Any, ...]:
-    return (j.id, j.tenant, j.user_id or "", j.agent_id or "", j.session_id or "", j.add_key,
-            json.dumps(list(j.memory_ids)), j.status, j.attempts, j.error,
-            json.dumps(list(j.actions)), json.dumps(j.usage), to_text(j.created_at),
-            to_text(j.updated_at))
-
-
-def _job(row: Sequence[Any]) -> Job:
-    return Job(id=row[0], tenant=row[1], user_id=row[2] or None, agent_id=row[3] or None,
-               session_id=row[4] or None, add_key=row[5], memory_ids=tuple(json.loads(row[6])),
-               status=row[7], attempts=row[8], error=row[9], actions=tuple(json.loads(row[10])),
-               usage=json.loads(row[11]), created_at=from_text(row[12]),
-               updated_at=from_text(row[13]))
-
-
-def _event(row: Sequence[Any]) -> HistoryEvent:
-    return HistoryEvent(id=row[0], memory_id=row[1], tenant=row[2], op=row[3], version=row[4],
-                        old_text=row[5], new_text=row[6], actor=row[7], reason=row[8],
-                        at=from_text(row[9]))
