@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import ConflictError, InvalidInputError, StoreError
-from ..text import Analyzer, analyze
 from ..timeutil import to_text
 from ..types import (
     SCOPE_FIELDS,
@@ -31,7 +28,6 @@ from ..types import (
     MemoryRecord,
     Message,
     Scope,
-    Scored,
     index_text,
 )
 from . import rows as codec
@@ -42,23 +38,15 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
-    dense_score,
-    keyword_score,
 )
-from .keyword_index import KeywordIndex, top_with_ties
+from .derived import DerivedSearch
 from .sqlite_schema import migrate
 from .sqlite_sql import where_clause
-from .vector_cache import VectorCache
-
-RECORD_CACHE = 50_000
-"""Records kept in process, keyed by row id and checked against the row's version."""
-KEYWORD_DOCS = 1_000_000
-"""Documents kept in in-process keyword indexes; least recently searched scopes go first."""
 
 _M_COLS = ", ".join(f"m.{c.strip()}" for c in codec.COLS.split(","))
 
 
-class SQLiteStore:
+class SQLiteStore(DerivedSearch):
     """A memlane store in one SQLite file (or ``:memory:`` for a private database)."""
 
     capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True)
@@ -69,11 +57,7 @@ class SQLiteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._vectors: VectorCache | None = None
-        self._queries: OrderedDict[tuple[Any, ...], _Admitted] = OrderedDict()
-        self._keyword: OrderedDict[tuple[str, ...], KeywordIndex] = OrderedDict()
-        self._records: OrderedDict[int, MemoryRecord] = OrderedDict()
-        self._query_cache_rows = query_cache_rows
+        self._init_derived(query_cache_rows)
         self._writes = 0
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None,
@@ -216,83 +200,17 @@ class SQLiteStore:
         where, params = where_clause(query)
         return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
 
-    def keyword_search(self, query: RecordQuery, text: str, limit: int,
-                       analyzer: Analyzer = "plain") -> list[Scored]:
-        if limit <= 0 or not analyze(text, analyzer):
-            return []
-        with self._lock:
-            admitted = self._admitted(query)
-            key = (*_scope_key(query.scope), analyzer)
-            index = self._keyword.get(key)
-            if index is None or index.size > 4 * len(admitted.ids) + 10_000:
-                index = KeywordIndex(analyzer=analyzer)
-            self._keyword[key] = index
-            self._keyword.move_to_end(key)
-            while sum(i.size for i in self._keyword.values()) > KEYWORD_DOCS and len(
-                    self._keyword) > 1:
-                self._keyword.popitem(last=False)
-            positions = index.positions(admitted.ids, admitted.versions, self._load_texts)
-            rowids, versions, scores = index.search(positions, text, limit)
-        return self._ranked(rowids.tolist(), versions.tolist(),
-                            [keyword_score(s) for s in scores.tolist()], limit)
-
-    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
-        if limit <= 0:
-            return []
-        with self._lock:
-            admitted = self._admitted(query)
-            if not len(admitted.ids):
-                return []
-            matrix = self._matrix(admitted, len(vector))
-        cosines = (matrix @ vector).astype(np.float64)
-        top = top_with_ties(cosines, limit)
-        return self._ranked(admitted.ids[top].tolist(), admitted.versions[top].tolist(),
-                            [dense_score(c) for c in cosines[top].tolist()], limit)
-
-    def _ranked(self, rowids: list[int], versions: list[int], scores: list[float],
-                limit: int) -> list[Scored]:
-        """Records for scored rows, best first, ties broken by id as in every store."""
-        by_rowid = self._cached_records(rowids, versions)
-        hits = [Scored(by_rowid[r], s) for r, s in zip(rowids, scores, strict=True)
-                if r in by_rowid]
-        hits.sort(key=lambda h: (-h.score, h.record.id))
-        return hits[:limit]
-
-    def _generation(self) -> tuple[int, int]:
+    def _generation(self, query: RecordQuery) -> tuple[int, int]:
         """Changes whenever any connection (this one included) commits a write."""
         return (int(self._rows("PRAGMA data_version")[0][0]), self._writes)
 
-    def _admitted(self, query: RecordQuery) -> _Admitted:
-        """The (rowid, version) pairs a query admits, reused until the database changes."""
+    def _admitted_key(self, query: RecordQuery) -> tuple[Any, ...]:
         where, params = where_clause(query)
-        key = (where, *params)
-        generation = self._generation()
-        cached = self._queries.get(key)
-        if cached is not None and cached.generation == generation:
-            self._queries.move_to_end(key)
-            return cached
-        rows = self._rows(f"SELECT m.rowid, m.version FROM memories m WHERE {where}", params)
-        entry = _Admitted(
-            generation,
-            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
-            {},
-        )
-        self._queries[key] = entry
-        while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
-            self._queries.popitem(last=False)
-        return entry
+        return (where, *params)
 
-    def _matrix(self, admitted: _Admitted, dim: int) -> npt.NDArray[np.float32]:
-        """The admitted rows' vectors in order, kept with the admitted set."""
-        matrix = admitted.matrices.get(dim)
-        if matrix is None:
-            if self._vectors is None or self._vectors.dim != dim:
-                self._vectors = VectorCache(dim)
-            matrix = self._vectors.matrix_for(admitted.ids, admitted.versions,
-                                              self._load_vectors)
-            admitted.matrices[dim] = matrix
-        return matrix
+    def _admitted_rows(self, query: RecordQuery) -> list[Any]:
+        where, params = where_clause(query)
+        return self._rows(f"SELECT m.rowid, m.version FROM memories m WHERE {where}", params)
 
     def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
         for chunk in codec.chunks(rowids):
@@ -305,23 +223,6 @@ class SQLiteStore:
             yield from self._rows(
                 f"SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid IN "
                 f"({_q(len(chunk))})", chunk)
-
-    def _cached_records(self, rowids: list[int], versions: list[int]) -> dict[int, MemoryRecord]:
-        """Records of these (rowid, version) rows, from the record cache where it has them."""
-        with self._lock:
-            out = {}
-            for rowid, version in zip(rowids, versions, strict=True):
-                hit = self._records.get(rowid)
-                if hit is not None and hit.version == version:
-                    out[rowid] = hit
-            missing = [r for r in rowids if r not in out]
-            if missing:
-                fresh = self._records_by_rowid(missing)
-                out.update(fresh)
-                self._records.update(fresh)
-                while len(self._records) > RECORD_CACHE:
-                    self._records.popitem(last=False)
-            return out
 
     def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
         rows = self._rows(f"SELECT rowid, {codec.COLS} FROM memories WHERE rowid IN "
@@ -414,12 +315,6 @@ class SQLiteStore:
                 self._drop_indexes()
         return counts
 
-    def _drop_indexes(self) -> None:
-        self._vectors = None
-        self._queries.clear()
-        self._keyword.clear()
-        self._records.clear()
-
     @staticmethod
     def _erase_rows(db: sqlite3.Connection, where: str, params: list[Any]) -> EraseCounts:
         db.execute("CREATE TEMP TABLE IF NOT EXISTS gone (rowid INTEGER PRIMARY KEY, id TEXT)")
@@ -451,17 +346,6 @@ class SQLiteStore:
 
 
 # --- row conversion ----------------------------------------------------------------------
-
-
-class _Admitted(NamedTuple):
-    generation: tuple[int, int]
-    ids: npt.NDArray[np.int64]
-    versions: npt.NDArray[np.int64]
-    matrices: dict[int, npt.NDArray[np.float32]]
-
-
-def _scope_key(scope: Scope) -> tuple[str, ...]:
-    return (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
 
 
 def _q(n: int) -> str:

@@ -1,0 +1,175 @@
+"""Search on in-process indexes derived from stored rows, shared by the SQL stores.
+
+A store tells which rows a query admits (row id and version) and how to load texts,
+vectors and records by row id; this class keeps, per process, the admitted sets (reused
+until the store's generation changes, that is until any writer commits), the vectors of
+admitted rows (``vector_cache``), a BM25 index per scope and analyzer (``keyword_index``)
+and recently returned records. Everything is keyed by (row id, version), so nothing is
+ever stale, and scoring is exactly the same on every store that uses it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from ..text import Analyzer, analyze
+from ..types import MemoryRecord, Scope, Scored
+from .base import RecordQuery, Vector, dense_score, keyword_score
+from .keyword_index import KeywordIndex, top_with_ties
+from .vector_cache import VectorCache
+
+RECORD_CACHE = 50_000
+"""Records kept in process, keyed by row id and checked against the row's version."""
+KEYWORD_DOCS = 1_000_000
+"""Documents kept in in-process keyword indexes; least recently searched scopes go first."""
+
+
+class Admitted(NamedTuple):
+    generation: Hashable
+    ids: npt.NDArray[np.int64]
+    versions: npt.NDArray[np.int64]
+    matrices: dict[int, npt.NDArray[np.float32]]
+
+
+def scope_key(scope: Scope) -> tuple[str, ...]:
+    return (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
+
+
+class DerivedSearch:
+    """Mixin: ``keyword_search`` and ``vector_search`` for a store with row ids."""
+
+    _lock: threading.RLock
+
+    def _init_derived(self, query_cache_rows: int) -> None:
+        self._vectors: VectorCache | None = None
+        self._queries: OrderedDict[Hashable, Admitted] = OrderedDict()
+        self._keyword: OrderedDict[tuple[str, ...], KeywordIndex] = OrderedDict()
+        self._records: OrderedDict[int, MemoryRecord] = OrderedDict()
+        self._query_cache_rows = query_cache_rows
+
+    # what a store provides
+
+    def _generation(self, query: RecordQuery) -> Hashable:
+        """Changes whenever a write that this query could see commits."""
+        raise NotImplementedError
+
+    def _admitted_key(self, query: RecordQuery) -> Hashable:
+        """Equal for queries that admit the same rows (e.g. the compiled SQL and values)."""
+        raise NotImplementedError
+
+    def _admitted_rows(self, query: RecordQuery) -> list[Any]:
+        """The (row id, version) rows the query admits."""
+        raise NotImplementedError
+
+    def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
+        raise NotImplementedError
+
+    def _load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]:
+        raise NotImplementedError
+
+    def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
+        raise NotImplementedError
+
+    def _drop_indexes(self) -> None:
+        with self._lock:
+            self._vectors = None
+            self._queries.clear()
+            self._keyword.clear()
+            self._records.clear()
+
+    def keyword_search(self, query: RecordQuery, text: str, limit: int,
+                       analyzer: Analyzer = "plain") -> list[Scored]:
+        if limit <= 0 or not analyze(text, analyzer):
+            return []
+        with self._lock:
+            admitted = self._admitted(query)
+            key = (*scope_key(query.scope), analyzer)
+            index = self._keyword.get(key)
+            if index is None or index.size > 4 * len(admitted.ids) + 10_000:
+                index = KeywordIndex(analyzer=analyzer)
+            self._keyword[key] = index
+            self._keyword.move_to_end(key)
+            while sum(i.size for i in self._keyword.values()) > KEYWORD_DOCS and len(
+                    self._keyword) > 1:
+                self._keyword.popitem(last=False)
+            positions = index.positions(admitted.ids, admitted.versions, self._load_texts)
+            rowids, versions, scores = index.search(positions, text, limit)
+        return self._ranked(rowids.tolist(), versions.tolist(),
+                            [keyword_score(s) for s in scores.tolist()], limit)
+
+    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
+        if limit <= 0:
+            return []
+        with self._lock:
+            admitted = self._admitted(query)
+            if not len(admitted.ids):
+                return []
+            matrix = self._matrix(admitted, len(vector))
+        cosines = (matrix @ vector).astype(np.float64)
+        top = top_with_ties(cosines, limit)
+        return self._ranked(admitted.ids[top].tolist(), admitted.versions[top].tolist(),
+                            [dense_score(c) for c in cosines[top].tolist()], limit)
+
+    def _ranked(self, rowids: list[int], versions: list[int], scores: list[float],
+                limit: int) -> list[Scored]:
+        """Records for scored rows, best first, ties broken by id as in every store."""
+        by_rowid = self._cached_records(rowids, versions)
+        hits = [Scored(by_rowid[r], s) for r, s in zip(rowids, scores, strict=True)
+                if r in by_rowid]
+        hits.sort(key=lambda h: (-h.score, h.record.id))
+        return hits[:limit]
+
+    def _admitted(self, query: RecordQuery) -> Admitted:
+        """The (row id, version) pairs a query admits, reused until the store changes."""
+        generation = self._generation(query)
+        key = self._admitted_key(query)
+        cached = self._queries.get(key)
+        if cached is not None and cached.generation == generation:
+            self._queries.move_to_end(key)
+            return cached
+        rows = self._admitted_rows(query)
+        entry = Admitted(
+            generation,
+            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+            {},
+        )
+        self._queries[key] = entry
+        while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
+            self._queries.popitem(last=False)
+        return entry
+
+    def _matrix(self, admitted: Admitted, dim: int) -> npt.NDArray[np.float32]:
+        """The admitted rows' vectors in order, kept with the admitted set."""
+        matrix = admitted.matrices.get(dim)
+        if matrix is None:
+            if self._vectors is None or self._vectors.dim != dim:
+                self._vectors = VectorCache(dim)
+            matrix = self._vectors.matrix_for(admitted.ids, admitted.versions,
+                                              self._load_vectors)
+            admitted.matrices[dim] = matrix
+        return matrix
+
+    def _cached_records(self, rowids: list[int], versions: list[int]) -> dict[int, MemoryRecord]:
+        """Records of these (rowid, version) rows, from the record cache where it has them."""
+        with self._lock:
+            out = {}
+            for rowid, version in zip(rowids, versions, strict=True):
+                hit = self._records.get(rowid)
+                if hit is not None and hit.version == version:
+                    out[rowid] = hit
+            missing = [r for r in rowids if r not in out]
+            if missing:
+                fresh = self._records_by_rowid(missing)
+                out.update(fresh)
+                self._records.update(fresh)
+                while len(self._records) > RECORD_CACHE:
+                    self._records.popitem(last=False)
+            return out
+
