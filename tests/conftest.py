@@ -25,7 +25,16 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.delenv("MEMLANE_DB", raising=False)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole test session (one per test worker)."""
+    from .pg import server
+
+    with server() as uri:
+        yield uri
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """A factory of empty stores of one kind; the conformance suite runs on every kind."""
     made: list[Store] = []
@@ -33,6 +42,12 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
     def factory() -> Store:
         if request.param == "memory":
             store: Store = InMemoryStore()
+        elif request.param == "postgres":
+            from memlane.store.postgres import PostgresStore
+
+            from .pg import fresh_database
+
+            store = PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
         else:
             store = SQLiteStore(tmp_path / f"store-{len(made)}.db")
         made.append(store)

@@ -93,8 +93,13 @@ filter_specs = st.recursive(
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    return [InMemoryStore(), SQLiteStore(tmp_path_factory.mktemp("f") / "f.db")]
+def stores(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> list[Any]:
+    from memlane.store.postgres import PostgresStore
+
+    from .pg import fresh_database
+
+    return [InMemoryStore(), SQLiteStore(tmp_path_factory.mktemp("f") / "f.db"),
+            PostgresStore(fresh_database(postgres_server))]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memlane.store import InMemoryStore, RecordQuery, RecordUpdate, SQLiteStore, WriteBatch
+from memlane.store import (
+    InMemoryStore,
+    RecordQuery,
+    RecordUpdate,
+    SQLiteStore,
+    Store,
+    WriteBatch,
+)
 from memlane.types import Scope
 
 from .test_store_conformance import record
@@ -24,9 +31,21 @@ def _vector(rng: random.Random) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_workload_matches_the_reference_store(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_random_workload_matches_the_reference_store(tmp_path: Path, seed: int, kind: str,
+                                                     request: pytest.FixtureRequest) -> None:
+    """Same writes, same queries: ids, order and scores (to 1e-5) agree with the reference
+    store, so SQLite and PostgreSQL agree with each other."""
     rng = random.Random(seed)
-    sqlite, reference = SQLiteStore(tmp_path / "c.db"), InMemoryStore()
+    reference = InMemoryStore()
+    if kind == "sqlite":
+        sqlite: Store = SQLiteStore(tmp_path / "c.db")
+    else:
+        from memlane.store.postgres import PostgresStore
+
+        from .pg import fresh_database
+
+        sqlite = PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
     live = []
     for step in range(120):
         scope = rng.choice(SCOPES)

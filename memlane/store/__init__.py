@@ -32,8 +32,8 @@ __all__ = [
 
 
 def open_store(location: str | Path) -> Store:
-    """``":memory:"`` (in-process), a file path, ``sqlite:///relative.db`` or
-    ``sqlite:////absolute.db``."""
+    """``":memory:"`` (in-process), a file path, ``sqlite:///relative.db``,
+    ``sqlite:////absolute.db`` or ``postgresql://user@host:port/database``."""
     text = str(location)
     if text == ":memory:":
         return InMemoryStore()
@@ -41,6 +41,10 @@ def open_store(location: str | Path) -> Store:
         path = text.removeprefix("sqlite://")
         path = path.removeprefix("/")  # sqlite:///rel.db, sqlite:////abs/path.db
         return SQLiteStore(path or ":memory:")
+    if text.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(text)
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise ConfigurationError(

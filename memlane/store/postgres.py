@@ -1,0 +1,368 @@
+"""The scale-out store: PostgreSQL, through a psycopg 3 connection pool (extra ``postgres``).
+
+Same records, raw messages, history, jobs and semantics as the SQLite store; searches run
+on the same in-process indexes derived from the rows (``derived``), so scores agree with
+SQLite. Every table leads with ``tenant`` and every query filters by it first, so the
+tables can be distributed by tenant (see docs/postgres.md). A per-tenant change counter,
+bumped in every write transaction, tells readers when their derived indexes are stale.
+Serialization failures and deadlocks are retried.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import ConflictError, InvalidInputError, StoreError, missing_extra
+from ..timeutil import to_text
+from ..types import SCOPE_FIELDS, HistoryEvent, Job, MemoryRecord, Message, Scope, index_text
+from . import rows as codec
+from .base import (
+    EraseCounts,
+    RecordQuery,
+    StoreCapabilities,
+    Vector,
+    WriteBatch,
+    WriteOutcome,
+)
+from .derived import DerivedSearch
+from .postgres_sql import where_clause
+
+T = TypeVar("T")
+RETRIES = 5
+_JSON = ("source_ids", "tags", "metadata")
+_NAMES = [c.strip() for c in codec.COLS.split(",")]
+_SELECT = ", ".join(f"{c}::text" if c in _JSON else c for c in _NAMES)
+_M_SELECT = ", ".join(f"m.{c}::text" if c in _JSON else f"m.{c}" for c in _NAMES)
+_INSERT = ", ".join("%s::jsonb" if c in _JSON else "%s" for c in _NAMES)
+_MSG_SELECT = codec.MSG_COLS.replace("metadata", "metadata::text")
+_JOB_SELECT = (codec.JOB_COLS.replace("memory_ids", "memory_ids::text")
+               .replace("actions", "actions::text").replace("usage", "usage::text"))
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS messages (
+        tenant TEXT NOT NULL, rid BIGSERIAL, user_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL, id TEXT NOT NULL, role TEXT NOT NULL, name TEXT,
+        content TEXT NOT NULL, event_time TEXT NOT NULL, created_at TEXT NOT NULL,
+        metadata JSONB NOT NULL, PRIMARY KEY (tenant, rid),
+        UNIQUE (tenant, user_id, agent_id, session_id, id))""",
+    """CREATE INDEX IF NOT EXISTS messages_conversation
+        ON messages (tenant, user_id, agent_id, session_id, event_time)""",
+    """CREATE TABLE IF NOT EXISTS memories (
+        tenant TEXT NOT NULL, rid BIGSERIAL, id TEXT NOT NULL, user_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL, session_id TEXT NOT NULL, kind TEXT NOT NULL,
+        text TEXT NOT NULL, role TEXT, speaker TEXT, hash TEXT NOT NULL,
+        source_ids JSONB NOT NULL, tags JSONB NOT NULL, metadata JSONB NOT NULL,
+        event_time TEXT NOT NULL, valid_from TEXT NOT NULL, valid_to TEXT,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, status TEXT NOT NULL,
+        version INTEGER NOT NULL, superseded_by TEXT, importance DOUBLE PRECISION NOT NULL,
+        pinned INTEGER NOT NULL, access_count INTEGER NOT NULL, last_accessed_at TEXT,
+        expires_at TEXT, vec BYTEA NOT NULL, PRIMARY KEY (tenant, rid), UNIQUE (tenant, id))""",
+    "CREATE INDEX IF NOT EXISTS memories_user ON memories (tenant, user_id, status, version)",
+    "CREATE INDEX IF NOT EXISTS memories_agent ON memories (tenant, agent_id, status, version)",
+    """CREATE INDEX IF NOT EXISTS memories_session
+        ON memories (tenant, session_id, status, version)""",
+    """CREATE TABLE IF NOT EXISTS history (
+        tenant TEXT NOT NULL, rid BIGSERIAL, id TEXT NOT NULL, memory_id TEXT NOT NULL,
+        op TEXT NOT NULL, version INTEGER NOT NULL, old_text TEXT, new_text TEXT,
+        actor TEXT NOT NULL, reason TEXT, at TEXT NOT NULL, PRIMARY KEY (tenant, rid))""",
+    "CREATE INDEX IF NOT EXISTS history_memory ON history (tenant, memory_id)",
+    """CREATE TABLE IF NOT EXISTS adds (
+        tenant TEXT NOT NULL, key TEXT NOT NULL, memory_ids TEXT NOT NULL,
+        user_id TEXT NOT NULL, agent_id TEXT NOT NULL, session_id TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (tenant, key))""",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        tenant TEXT NOT NULL, id TEXT NOT NULL, user_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL, session_id TEXT NOT NULL, add_key TEXT NOT NULL,
+        memory_ids JSONB NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+        error TEXT, actions JSONB NOT NULL, usage JSONB NOT NULL, created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL, PRIMARY KEY (tenant, id))""",
+    "CREATE TABLE IF NOT EXISTS changes (tenant TEXT PRIMARY KEY, counter BIGINT NOT NULL)",
+]
+TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "meta")
+
+
+class PostgresStore(DerivedSearch):
+    """A memlane store in a PostgreSQL database."""
+
+    capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
+
+    def __init__(self, location: str, *, pool_size: int = 4,
+                 query_cache_rows: int = 500_000) -> None:
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:
+            raise missing_extra("psycopg", "postgres") from exc
+        self._psycopg = psycopg
+        self.location = location
+        self._lock = threading.RLock()
+        self._init_derived(query_cache_rows)
+        try:
+            self._pool = ConnectionPool(location, min_size=1, max_size=pool_size, open=True,
+                                        timeout=30)
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(7242001)")
+                for statement in SCHEMA:
+                    conn.execute(statement)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _retrying(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(conn)`` in a transaction, again on serialization failure or deadlock."""
+        errors = self._psycopg.errors
+        for attempt in range(RETRIES):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return work(conn)
+            except (errors.SerializationFailure, errors.DeadlockDetected):
+                if attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.01 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(sql, params).fetchall()
+        except self._psycopg.Error as exc:
+            raise StoreError(f"read failed: {exc}") from exc
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = %s", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._retrying(lambda c: c.execute(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+            "SET value = EXCLUDED.value", (key, value)))
+
+    # --- writes --------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> WriteOutcome:
+        errors = self._psycopg.errors
+        try:
+            return self._retrying(lambda conn: self._write(conn, batch))
+        except errors.UniqueViolation as exc:
+            raise InvalidInputError(f"write rejected, nothing stored: {exc}") from exc
+        except self._psycopg.Error as exc:
+            raise StoreError(f"write failed, nothing stored: {exc}") from exc
+
+    def _write(self, conn: Any, batch: WriteBatch) -> WriteOutcome:
+        tenant = batch.scope.tenant
+        if batch.add_key is not None:
+            claimed = conn.execute(
+                "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id) "
+                "VALUES (%s, %s, '[]', %s, %s, %s) ON CONFLICT DO NOTHING RETURNING key",
+                (tenant, batch.add_key, *codec.scope_values(batch.scope))).fetchone()
+            if claimed is None:
+                row = conn.execute("SELECT memory_ids FROM adds WHERE tenant = %s AND key = %s",
+                                   (tenant, batch.add_key)).fetchone()
+                return WriteOutcome(False, tuple(json.loads(row[0])))
+        for message in batch.messages:
+            conn.execute(f"INSERT INTO messages ({codec.MSG_COLS}) VALUES "
+                         f"({', '.join(['%s'] * 10)}, %s::jsonb)", codec.message_row(message))
+        for record, vector in batch.inserts:
+            conn.execute(f"INSERT INTO memories ({codec.COLS}, vec) VALUES ({_INSERT}, %s)",
+                         (*codec.record_row(record), codec.blob(vector)))
+        for update in batch.updates:
+            self._update(conn, update.record, update.expected_version, update.vector)
+        for event in batch.events:
+            conn.execute(f"INSERT INTO history ({codec.HIST_COLS}) VALUES "
+                         f"({', '.join(['%s'] * 10)})", codec.event_row(event))
+        for job in batch.jobs:
+            values = codec.job_row(job)
+            conn.execute(
+                f"INSERT INTO jobs ({codec.JOB_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, "
+                "%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s) ON CONFLICT (tenant, id) DO UPDATE SET "
+                + ", ".join(f"{c} = EXCLUDED.{c}" for c in
+                            ("status", "attempts", "error", "actions", "usage", "updated_at")),
+                values)
+        ids = tuple(r.id for r, _ in batch.inserts)
+        if batch.add_key is not None:
+            conn.execute("UPDATE adds SET memory_ids = %s WHERE tenant = %s AND key = %s",
+                         (json.dumps(ids), tenant, batch.add_key))
+        self._bump(conn, tenant)
+        return WriteOutcome(True, ids)
+
+    @staticmethod
+    def _bump(conn: Any, tenant: str) -> None:
+        conn.execute("INSERT INTO changes (tenant, counter) VALUES (%s, 1) ON CONFLICT (tenant) "
+                     "DO UPDATE SET counter = changes.counter + 1", (tenant,))
+
+    @staticmethod
+    def _update(conn: Any, record: MemoryRecord, expected: int, vector: Vector | None) -> None:
+        sets = ", ".join(f"{c} = {p}" for c, p in zip(_NAMES, _INSERT.split(", "), strict=True))
+        extra, params = ("", ()) if vector is None else (", vec = %s", (codec.blob(vector),))
+        row = conn.execute(
+            f"UPDATE memories SET {sets}{extra} WHERE tenant = %s AND id = %s AND version = %s "
+            "RETURNING rid", (*codec.record_row(record), *params, record.tenant, record.id,
+                              expected)).fetchone()
+        if row is None:
+            raise ConflictError(f"memory {record.id} changed; re-read and retry")
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        rows = self._rows(f"SELECT {_SELECT} FROM memories WHERE tenant = %s AND id = ANY(%s)",
+                          (tenant, list(ids)))
+        found = {r[0]: codec.record(r) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
+             newest_first: bool = False) -> list[MemoryRecord]:
+        where, params = where_clause(query)
+        order = "DESC" if newest_first else "ASC"
+        rows = self._rows(f"SELECT {_M_SELECT} FROM memories m WHERE {where} ORDER BY "
+                          f'm.event_time COLLATE "C" {order}, m.id COLLATE "C" {order} '
+                          "LIMIT %s OFFSET %s", (*params, limit, offset))
+        return [codec.record(r) for r in rows]
+
+    def count(self, query: RecordQuery) -> int:
+        where, params = where_clause(query)
+        return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
+
+    def _generation(self, query: RecordQuery) -> int:
+        rows = self._rows("SELECT counter FROM changes WHERE tenant = %s", (query.scope.tenant,))
+        return int(rows[0][0]) if rows else 0
+
+    def _admitted_key(self, query: RecordQuery) -> tuple[Any, ...]:
+        where, params = where_clause(query)
+        return (where, *(tuple(p) if isinstance(p, list) else p for p in params))
+
+    def _admitted_rows(self, query: RecordQuery) -> list[Any]:
+        where, params = where_clause(query)
+        return self._rows(f"SELECT m.rid, m.version FROM memories m WHERE {where}", params)
+
+    def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
+        rows = self._rows("SELECT rid, text, speaker FROM memories WHERE rid = ANY(%s)",
+                          (rowids,))
+        return ((r[0], index_text(r[1], r[2])) for r in rows)
+
+    def _load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]:
+        rows = self._rows("SELECT rid, vec FROM memories WHERE rid = ANY(%s)", (rowids,))
+        return ((r[0], bytes(r[1])) for r in rows)
+
+    def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
+        rows = self._rows(f"SELECT rid, {_SELECT} FROM memories WHERE rid = ANY(%s)", (rowids,))
+        return {r[0]: codec.record(r[1:]) for r in rows}
+
+    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]:
+        rows = self._rows("SELECT id, vec FROM memories WHERE tenant = %s AND id = ANY(%s)",
+                          (tenant, list(ids)))
+        return {r[0]: np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows}
+
+    def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]:
+        rows = self._rows(f"SELECT {codec.HIST_COLS} FROM history WHERE tenant = %s AND "
+                          "memory_id = %s ORDER BY rid", (tenant, memory_id))
+        return [codec.event(r) for r in rows]
+
+    def iter_history(self, tenant: str) -> Iterator[HistoryEvent]:
+        rows = self._rows(f"SELECT {codec.HIST_COLS} FROM history WHERE tenant = %s "
+                          "ORDER BY rid", (tenant,))
+        return (codec.event(r) for r in rows)
+
+    def messages(self, scope: Scope, *, limit: int | None = None,
+                 offset: int = 0) -> list[Message]:
+        where, params = _scope_where(scope)
+        rows = self._rows(f"SELECT {_MSG_SELECT} FROM messages WHERE {where} ORDER BY "
+                          'event_time COLLATE "C", rid LIMIT %s OFFSET %s',
+                          (*params, limit, offset))
+        return [codec.message(r) for r in rows]
+
+    def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        rows = self._rows(
+            f"SELECT {_MSG_SELECT} FROM messages WHERE tenant = %s AND user_id = %s AND "
+            'agent_id = %s AND session_id = %s ORDER BY event_time COLLATE "C" DESC, rid DESC '
+            "LIMIT %s", (scope.tenant, *codec.scope_values(scope), limit))
+        return [codec.message(r) for r in rows]
+
+    def tenants(self) -> list[str]:
+        rows = self._rows("SELECT tenant FROM memories UNION SELECT tenant FROM messages")
+        return sorted(r[0] for r in rows)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def get_job(self, tenant: str, job_id: str) -> Job | None:
+        rows = self._rows(f"SELECT {_JOB_SELECT} FROM jobs WHERE tenant = %s AND id = %s",
+                          (tenant, job_id))
+        return codec.job(rows[0]) if rows else None
+
+    def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
+                  limit: int = 100) -> list[Job]:
+        rows = self._rows(
+            f"SELECT {_JOB_SELECT} FROM jobs WHERE tenant = %s AND (%s::text[] IS NULL OR "
+            'status = ANY(%s)) ORDER BY created_at COLLATE "C", id COLLATE "C" LIMIT %s',
+            (tenant, None if statuses is None else list(statuses),
+             None if statuses is None else list(statuses), limit))
+        return [codec.job(r) for r in rows]
+
+    def claim_job(self, tenant: str, job_id: str, now: datetime,
+                  stale_before: datetime) -> Job | None:
+        def claim(conn: Any) -> Any:
+            row = conn.execute(
+                "UPDATE jobs SET status = 'running', updated_at = %s WHERE tenant = %s AND "
+                "id = %s AND (status = 'pending' OR (status = 'running' AND updated_at < %s)) "
+                f"RETURNING {_JOB_SELECT}",
+                (to_text(now), tenant, job_id, to_text(stale_before))).fetchone()
+            return row
+
+        row = self._retrying(claim)
+        return codec.job(row) if row else None
+
+    # --- forgetting ----------------------------------------------------------------------
+
+    def erase(self, scope: Scope) -> EraseCounts:
+        where, params = _scope_where(scope)
+
+        def erase(conn: Any) -> EraseCounts:
+            gone = [r[0] for r in conn.execute(f"SELECT id FROM memories WHERE {where}",
+                                               params).fetchall()]
+            n_history = conn.execute("DELETE FROM history WHERE tenant = %s AND "
+                                     "memory_id = ANY(%s)", (scope.tenant, gone)).rowcount
+            n_memories = conn.execute(f"DELETE FROM memories WHERE {where}", params).rowcount
+            n_messages = conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
+            conn.execute(f"DELETE FROM adds WHERE {where}", params)
+            conn.execute(f"DELETE FROM jobs WHERE {where}", params)
+            self._bump(conn, scope.tenant)
+            return EraseCounts(n_messages, n_memories, n_history)
+
+        try:
+            counts = self._retrying(erase)
+            with self._pool.connection() as conn:
+                conn.autocommit = True
+                conn.execute("VACUUM memories, messages, history")
+                conn.autocommit = False
+        except self._psycopg.Error as exc:
+            raise StoreError(f"erase failed: {exc}") from exc
+        finally:
+            self._drop_indexes()
+        return counts
+
+    def reset(self) -> None:
+        self._retrying(lambda c: c.execute(f"TRUNCATE {', '.join(TABLES)}"))
+        self._drop_indexes()
+
+
+def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
+    parts, params = ["tenant = %s"], [scope.tenant]
+    for name in SCOPE_FIELDS:
+        value = getattr(scope, name)
+        if value is not None:
+            parts.append(f"{name} = %s")
+            params.append(value)
+    return " AND ".join(parts), params
+
+

@@ -1,0 +1,133 @@
+"""Record queries and filters compiled to PostgreSQL (JSONB, ``%s`` parameters).
+
+Same semantics as ``filters.matches`` and the SQLite compiler: the congruence and filter
+property tests hold every store to them. Text order uses the C collation (code point
+order, as Python compares strings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..filters import And, Cmp, Node, Not, Or, same_type
+from ..timeutil import to_text
+from ..types import SCOPE_FIELDS
+from .base import AS_OF_STATUSES, RecordQuery
+
+Params = list[Any]
+_ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
+    parts = [f"{alias}.tenant = %s"]
+    params: Params = [query.scope.tenant]
+    for name in SCOPE_FIELDS:
+        value = getattr(query.scope, name)
+        if value is not None:
+            parts.append(f"{alias}.{name} = %s")
+            params.append(value)
+    if query.kinds is not None:
+        parts.append(f"{alias}.kind = ANY(%s)")
+        params.append(list(query.kinds))
+    if query.exclude_kinds:
+        parts.append(f"NOT ({alias}.kind = ANY(%s))")
+        params.append(list(query.exclude_kinds))
+    if query.as_of is None:
+        parts.append(f"{alias}.status = ANY(%s)")
+        params.append(list(query.statuses))
+    else:
+        moment = to_text(query.as_of)
+        parts.append(f"{alias}.status = ANY(%s) AND {alias}.valid_from <= %s AND "
+                     f"({alias}.valid_to IS NULL OR {alias}.valid_to > %s)")
+        params.extend([list(AS_OF_STATUSES), moment, moment])
+    if query.filters is not None:
+        sql, fparams = compile_filter(query.filters, alias)
+        parts.append(sql)
+        params.extend(fparams)
+    return " AND ".join(parts), params
+
+
+def compile_filter(node: Node, alias: str = "m") -> tuple[str, Params]:
+    if isinstance(node, And | Or):
+        joined = [compile_filter(n, alias) for n in node.items]
+        glue = " AND " if isinstance(node, And) else " OR "
+        return "(" + glue.join(s for s, _ in joined) + ")", [p for _, ps in joined for p in ps]
+    if isinstance(node, Not):
+        sql, params = compile_filter(node.item, alias)
+        return f"(NOT {sql})", params
+    if node.ftype == "json":
+        sql, params = _json_leaf(node, f"{alias}.metadata")
+    else:
+        column = (f"NULLIF({alias}.{node.field}, '')" if node.field in SCOPE_FIELDS
+                  else f"{alias}.{node.field}")
+        sql, params = _column_leaf(node, column)
+    return f"COALESCE(({sql}), FALSE)", params
+
+
+def _either(pieces: list[tuple[str, Params]], negate: bool) -> tuple[str, Params]:
+    sql = "(" + " OR ".join(s for s, _ in pieces) + ")" if pieces else "FALSE"
+    params = [p for _, ps in pieces for p in ps]
+    return (f"NOT COALESCE({sql}, FALSE)" if negate else sql), params
+
+
+def _column_leaf(node: Cmp, col: str) -> tuple[str, Params]:
+    op, value = node.op, node.value
+    if node.ftype == "list":
+        return f"{col} @> jsonb_build_array(%s::text)", [value]
+    if op in ("eq", "ne", "in", "nin"):
+        values = value if op in ("in", "nin") else (value,)
+        pieces = [(f"{col} IS NULL", []) if v is None
+                  else (f"{col} = %s", [int(v) if isinstance(v, bool) else v]) for v in values]
+        return _either(pieces, op in ("ne", "nin"))
+    if op == "contains":
+        return f"strpos({col}, %s) > 0", [value]
+    if isinstance(value, str):
+        return f'{col} COLLATE "C" {_ORDER_SQL[op]} %s', [value]
+    return f"{col} {_ORDER_SQL[op]} %s", [value]
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number" if same_type(value, 0) else "string"
+
+
+def _json_eq(meta: str, path: list[str], value: Any) -> tuple[str, Params]:
+    kind = _json_type(value)
+    guard = f"jsonb_typeof({meta} #> %s) = '{kind}'"
+    if kind == "boolean":
+        return f"({meta} #> %s) = %s::jsonb", [path, "true" if value else "false"]
+    if kind == "null":
+        return guard, [path]
+    cast = "::float8" if kind == "number" else ""
+    return f"({guard} AND ({meta} #>> %s){cast} = %s)", [path, path, value]
+
+
+def _json_leaf(node: Cmp, meta: str) -> tuple[str, Params]:
+    op, value, path = node.op, node.value, list(node.path)
+    if op in ("eq", "ne", "in", "nin"):
+        values = value if op in ("in", "nin") else (value,)
+        return _either([_json_eq(meta, path, v) for v in values], op in ("ne", "nin"))
+    if op == "contains":
+        return _json_contains(meta, path, value)
+    kind = _json_type(value)
+    expr = f"({meta} #>> %s)::float8" if kind == "number" else f'({meta} #>> %s) COLLATE "C"'
+    return (f"(jsonb_typeof({meta} #> %s) = '{kind}' AND {expr} {_ORDER_SQL[op]} %s)",
+            [path, path, value])
+
+
+def _json_contains(meta: str, path: list[str], value: Any) -> tuple[str, Params]:
+    kind = _json_type(value)
+    if kind == "null":
+        element, eparams = "'[null]'::jsonb", []
+    else:
+        cast = {"boolean": "boolean", "number": "float8", "string": "text"}[kind]
+        element, eparams = f"jsonb_build_array(%s::{cast})", [value]
+    array = f"(jsonb_typeof({meta} #> %s) = 'array' AND ({meta} #> %s) @> {element})"
+    params: Params = [path, path, *eparams]
+    if kind == "string":
+        array += f" OR (jsonb_typeof({meta} #> %s) = 'string' AND strpos({meta} #>> %s, %s) > 0)"
+        params += [path, path, value]
+    return f"({array})", params
