@@ -28,7 +28,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server for the whole test session (one per test worker)."""
-    from .pg import server
+    from memlane.dev.postgres import server
 
     with server() as uri:
         yield uri
@@ -43,9 +43,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
         if request.param == "memory":
             store: Store = InMemoryStore()
         elif request.param == "postgres":
+            from memlane.dev.postgres import fresh_database
             from memlane.store.postgres import PostgresStore
-
-            from .pg import fresh_database
 
             store = PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
         else:

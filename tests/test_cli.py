@@ -184,3 +184,27 @@ def test_fake_llm_server_and_infer_through_the_cli(db: Path, tmp_path: Path) -> 
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_migrate_sqlite_to_postgres_round_trips(db: Path, tmp_path: Path,
+                                                postgres_server: str) -> None:
+    from memlane.dev.postgres import fresh_database
+
+    first = out(run(db, "add", "remember this", "--user", "alice", "--session", "s1"))[0]
+    run(db, "update", first["id"], "remember this, please", "--user", "alice")
+    second = out(run(db, "add", "and this", "--user", "alice", "--session", "s1"))[0]
+    run(db, "delete", second["id"], "--user", "alice")
+    run(db, "--tenant", "acme", "add", "other tenant", "--user", "bob")
+    target = fresh_database(postgres_server)
+    report = json.loads(run(db, "migrate", "--from", str(db), "--to", target).stdout)
+    assert report["default"]["memories"] == 4 and report["acme"]["messages"] == 1
+    for tenant in ("default", "acme"):
+        sqlite_dump = run(db, "--tenant", tenant, "export").stdout
+        pg_dump = subprocess.run([SCRIPT, "--db", target, "--tenant", tenant, "export"],
+                                 capture_output=True, text=True, check=True,
+                                 env=env_with(MEMLANE_EMBEDDER="fake")).stdout
+        assert pg_dump == sqlite_dump and len(pg_dump.splitlines()) > 1
+    hits = subprocess.run([SCRIPT, "--db", target, "search", "remember", "--user", "alice"],
+                          capture_output=True, text=True, check=True,
+                          env=env_with(MEMLANE_EMBEDDER="fake")).stdout
+    assert "remember this, please" in hits

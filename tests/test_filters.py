@@ -94,9 +94,8 @@ filter_specs = st.recursive(
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> list[Any]:
+    from memlane.dev.postgres import fresh_database
     from memlane.store.postgres import PostgresStore
-
-    from .pg import fresh_database
 
     return [InMemoryStore(), SQLiteStore(tmp_path_factory.mktemp("f") / "f.db"),
             PostgresStore(fresh_database(postgres_server))]

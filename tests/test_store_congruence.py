@@ -41,9 +41,8 @@ def test_random_workload_matches_the_reference_store(tmp_path: Path, seed: int, 
     if kind == "sqlite":
         sqlite: Store = SQLiteStore(tmp_path / "c.db")
     else:
+        from memlane.dev.postgres import fresh_database
         from memlane.store.postgres import PostgresStore
-
-        from .pg import fresh_database
 
         sqlite = PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
     live = []

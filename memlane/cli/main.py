@@ -161,6 +161,19 @@ def cmd_fake_llm(mem: Memory | None, a: argparse.Namespace) -> Any:
     return None
 
 
+def cmd_migrate(mem: Memory | None, a: argparse.Namespace) -> Any:
+    from ..exchange.migrate import migrate
+    from ..store import open_store
+
+    source, target = open_store(a.source), open_store(a.target)
+    try:
+        print(render_json(migrate(source, target, progress=not a.quiet)))
+    finally:
+        source.close()
+        target.close()
+    return None
+
+
 def cmd_demo(mem: Memory, a: argparse.Namespace) -> Any:
     demo.run(mem, sys.stdout)
     return None
@@ -250,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--status", action="append", help="only this status (repeatable)")
     sp.add_argument("--limit", type=int, default=100)
     sp.add_argument("--run", action="store_true", help="run pending jobs now")
+
+    sp = sub.add_parser("migrate", help="copy everything from one store to another")
+    sp.add_argument("--from", dest="source", required=True, help="source store location")
+    sp.add_argument("--to", dest="target", required=True,
+                    help="target store location, e.g. postgresql://user@host/db")
+    sp.set_defaults(handler=cmd_migrate, no_store=True)
 
     dev = sub.add_parser("dev", help="tools for testing code that uses memlane")
     tools = dev.add_subparsers(dest="tool", required=True, metavar="TOOL")

