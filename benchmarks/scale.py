@@ -15,15 +15,18 @@ import json
 import multiprocessing as mp
 import random
 import resource
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from memlane import Memory, MiniLMEmbedder
-from memlane.store import SQLiteStore
+from memlane.store import SQLiteStore, Store
 from memlane.types import Scope
 
 from .report import machine, update_section
@@ -45,7 +48,7 @@ def _vectors(base: np.ndarray, start: int, count: int) -> np.ndarray:
     return out
 
 
-def _load(store: SQLiteStore, gen: Generator, total: int, scopes: int,
+def _load(store: Store, gen: Generator, total: int, scopes: int,
           base: np.ndarray) -> tuple[float, list[tuple[str, int]]]:
     """Write ``total`` memories over ``scopes`` scopes; return the rate and scope sizes."""
     sizes = gen.scope_sizes(total, scopes)
@@ -73,15 +76,31 @@ def _stats(values: list[float]) -> dict[str, float]:
             "p95_ms": round(float(np.percentile(values, 95)), 2)}
 
 
-def configuration(total: int, scopes: int, queries: int, out: Any) -> None:
+@contextmanager
+def _store(kind: str) -> Iterator[tuple[Store, Callable[[], int]]]:
+    """A fresh store of that kind, and a function giving its size on disk in bytes."""
+    if kind == "postgres":
+        from memlane.dev.postgres import fresh_database, server
+        from memlane.store.postgres import PostgresStore
+
+        with server() as admin:
+            pg = PostgresStore(fresh_database(admin))
+            yield pg, lambda: int(pg._rows("SELECT pg_database_size(current_database())")[0][0])
+            pg.close()
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scale.db"
+        yield SQLiteStore(path), lambda: sum(p.stat().st_size
+                                             for p in path.parent.glob("scale.db*"))
+
+
+def configuration(total: int, scopes: int, queries: int, kind: str, out: Any) -> None:
     """One measured configuration (runs in a child process)."""
     embedder = MiniLMEmbedder()
     base = corpus_vectors(embedder, [t.text for t in Generator(seed=5).turns(DISTINCT_VECTORS)])
     gen = Generator(seed=17)
     asks = gen.queries(queries)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "scale.db"
-        store = SQLiteStore(path)
+    with _store(kind) as (store, size):
         rate, sizes = _load(store, gen, total, scopes, base)
         mem = Memory(store=store, embedder=embedder)
         rng = random.Random(1)
@@ -92,18 +111,17 @@ def configuration(total: int, scopes: int, queries: int, out: Any) -> None:
             "memories": total, "scopes": scopes,
             "largest_scope": sizes[0][1], "median_scope": sorted(s for _, s in sizes)[scopes // 2],
             "load_rows_per_s": round(rate), "cold": _stats(cold), "warm": _stats(warm),
-            "file_mb": round(sum(p.stat().st_size for p in path.parent.glob("scale.db*"))
-                             / 2**20),
+            "file_mb": round(size() / 2**20),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
         mem.close()
     out.put(result)
 
 
-def measure(total: int, scopes: int, queries: int) -> dict[str, Any]:
+def measure(total: int, scopes: int, queries: int, kind: str) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=configuration, args=(total, scopes, queries, queue))
+    proc = ctx.Process(target=configuration, args=(total, scopes, queries, kind, queue))
     proc.start()
     result: dict[str, Any] = queue.get()
     proc.join()
@@ -134,11 +152,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(rows: list[dict[str, Any]], command: str, image: str) -> str:
+def markdown(rows: list[dict[str, Any]], command: str, image: str, kind: str) -> str:
     lines = [f"Command: `{command}`  ", f"Date: {time.strftime('%Y-%m-%d')}  ",
              f"Machine: {machine()}", "",
              "Hybrid search (dense + BM25, limit 10, query embedding included, embedding "
-             "cache cleared before each query) in SQLite. A query goes to a random scope; "
+             f"cache cleared before each query) on {kind}. A query goes to a random scope; "
              "cold is the first search of that scope in the process (it builds the scope's "
              "in-process indexes), warm a repeat.", "",
              "| memories | scopes | largest scope | median scope | cold p50 | cold p95 | "
@@ -149,6 +167,9 @@ def markdown(rows: list[dict[str, Any]], command: str, image: str) -> str:
                      f"{r['median_scope']:,} | {r['cold']['p50_ms']} | {r['cold']['p95_ms']} | "
                      f"{r['warm']['p50_ms']} | {r['warm']['p95_ms']} | {r['load_rows_per_s']:,} "
                      f"| {r['file_mb']:,} | {r['peak_rss_mb']:,} |")
+    if kind == "postgres":
+        lines += ["", "File MB is the database size (pg_database_size); peak RSS is the "
+                  "client process only (the server runs apart)."]
     lines += ["", "Memories counts turns; each also has its window, so the store holds twice "
               "as many rows. Load rate: turns per second written with their windows from "
               "pre-computed vectors in batches of 5,000 (no embedding). Vectors beyond the first "
@@ -161,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--spread", default="1000000:1000", help="TOTAL:SCOPES, or ''")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args(argv)
     configs = [(int(s), 1) for s in args.sizes.split(",") if s]
     if args.spread:
@@ -169,16 +191,19 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for total, scopes in configs:
         print(f"measuring {total:,} memories over {scopes:,} scope(s)", flush=True)
-        rows.append(measure(total, scopes, args.queries))
+        rows.append(measure(total, scopes, args.queries, args.store))
         print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(rows, indent=2))
-    image = ROOT / "docs" / "benchmarks-scale.png"
+    suffix = "" if args.store == "sqlite" else f"-{args.store}"
+    (RESULTS / f"scale{suffix}.json").write_text(json.dumps(rows, indent=2))
+    image = ROOT / "docs" / f"benchmarks-scale{suffix}.png"
     plot(rows, image)
-    command = ("python -m benchmarks.scale" + (" " + " ".join(argv) if argv else "")
-               if argv is not None else "make bench")
-    update_section(ROOT / "docs" / "benchmarks.md", "Scale: latency against corpus size",
-                   markdown(rows, command, image.name))
+    shown = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python -m benchmarks.scale", *(a or "''" for a in shown)])
+    title = "Scale: latency against corpus size" + (
+        "" if args.store == "sqlite" else f" ({args.store})")
+    update_section(ROOT / "docs" / "benchmarks.md", title,
+                   markdown(rows, command, image.name, args.store))
 
 
 if __name__ == "__main__":
