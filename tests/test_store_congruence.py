@@ -17,6 +17,7 @@ from memlane.store import (
     Store,
     WriteBatch,
 )
+from memlane.store.derived import DerivedSearch
 from memlane.types import Scope
 
 from .test_store_conformance import record
@@ -95,3 +96,28 @@ def test_a_write_by_another_connection_is_seen(tmp_path: Path) -> None:
     assert [h.record.id for h in reader.keyword_search(RecordQuery(scope), "coffee", 5)] == [
         second.id]
     assert len(reader.vector_search(RecordQuery(scope), _vector(random.Random(3)), 5)) == 2
+
+
+def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
+        postgres_server: str) -> None:
+    from memlane.dev.postgres import fresh_database
+    from memlane.store.postgres import PostgresStore
+
+    store = PostgresStore(fresh_database(postgres_server), ann_threshold=20)
+    rng = random.Random(5)
+    big, small = SCOPES[0], SCOPES[1]
+    vectors = [_vector(rng) for _ in range(300)]
+    records = [record(f"note {i}", big) for i in range(300)]
+    store.write(WriteBatch(scope=big, inserts=list(zip(records, vectors, strict=True))))
+    mine = [record(f"small {i}", small) for i in range(3)]
+    store.write(WriteBatch(scope=small, inserts=[(r, _vector(rng)) for r in mine]))
+    hits = store.vector_search(RecordQuery(big), vectors[42], 5)
+    assert hits[0].record.id == records[42].id and hits[0].score > 0.999
+    found = {h.record.id for h in store.ann_search(RecordQuery(big), vectors[7], 10)}
+    exact = {h.record.id for h in DerivedSearch.vector_search(store, RecordQuery(big),
+                                                               vectors[7], 10)}
+    assert len(found & exact) >= 9
+    # a small scope beside a big one gets its full top k (iterative scan)
+    assert {h.record.id for h in store.ann_search(RecordQuery(small), vectors[0], 10)} == {
+        r.id for r in mine}
+    store.close()

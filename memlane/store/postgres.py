@@ -21,7 +21,16 @@ import numpy as np
 
 from ..errors import ConflictError, InvalidInputError, StoreError, missing_extra
 from ..timeutil import to_text
-from ..types import SCOPE_FIELDS, HistoryEvent, Job, MemoryRecord, Message, Scope, index_text
+from ..types import (
+    SCOPE_FIELDS,
+    HistoryEvent,
+    Job,
+    MemoryRecord,
+    Message,
+    Scope,
+    Scored,
+    index_text,
+)
 from . import rows as codec
 from .base import (
     EraseCounts,
@@ -30,6 +39,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    dense_score,
 )
 from .derived import DerivedSearch
 from .postgres_sql import where_clause
@@ -95,7 +105,7 @@ class PostgresStore(DerivedSearch):
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
 
     def __init__(self, location: str, *, pool_size: int = 4,
-                 query_cache_rows: int = 500_000) -> None:
+                 query_cache_rows: int = 500_000, ann_threshold: int | None = 50_000) -> None:
         try:
             import psycopg
             from psycopg_pool import ConnectionPool
@@ -114,6 +124,54 @@ class PostgresStore(DerivedSearch):
                     conn.execute(statement)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
+        self.ann_threshold = ann_threshold if ann_threshold is not None and self._ann() else None
+
+    # --- approximate vector search (pgvector HNSW) for large scopes -----------------------
+
+    def _ann(self) -> bool:
+        """Add the pgvector column if the extension can be used; False if it cannot."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(7242001)")
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                conn.execute("ALTER TABLE memories ADD COLUMN IF NOT EXISTS embedding vector")
+            return True
+        except self._psycopg.Error:
+            return False
+
+    def _ann_index(self, conn: Any, dim: int) -> None:
+        conn.execute(f"CREATE INDEX IF NOT EXISTS memories_hnsw_{dim} ON memories USING hnsw "
+                     f"((embedding::vector({dim})) vector_cosine_ops)")
+
+    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
+        """Exact search in process; pgvector HNSW (with iterative scans, so a small scope
+        beside a large one still fills its top k) when a scope admits more than
+        ``ann_threshold`` rows."""
+        if self.ann_threshold is None or limit <= 0:
+            return super().vector_search(query, vector, limit)
+        with self._lock:
+            admitted = self._admitted(query)
+        if len(admitted.ids) <= self.ann_threshold:
+            return super().vector_search(query, vector, limit)
+        return self.ann_search(query, vector, limit)
+
+    def ann_search(self, query: RecordQuery, vector: Vector, limit: int,
+                   ef_search: int = 200) -> list[Scored]:
+        dim = len(vector)
+        where, params = where_clause(query)
+        literal = _literal(vector)
+
+        def search(conn: Any) -> list[Any]:
+            conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            return conn.execute(  # type: ignore[no-any-return]
+                f"SELECT m.rid, m.version, m.embedding::vector({dim}) <=> %s::vector({dim}) "
+                f"AS d FROM memories m WHERE {where} ORDER BY d LIMIT %s",
+                (literal, *params, limit)).fetchall()
+
+        found = self._retrying(search)
+        return self._ranked([r[0] for r in found], [r[1] for r in found],
+                            [dense_score(1.0 - float(r[2])) for r in found], limit)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -174,11 +232,17 @@ class PostgresStore(DerivedSearch):
         for message in batch.messages:
             conn.execute(f"INSERT INTO messages ({codec.MSG_COLS}) VALUES "
                          f"({', '.join(['%s'] * 10)}, %s::jsonb)", codec.message_row(message))
+        ann = self.ann_threshold is not None
         for record, vector in batch.inserts:
-            conn.execute(f"INSERT INTO memories ({codec.COLS}, vec) VALUES ({_INSERT}, %s)",
-                         (*codec.record_row(record), codec.blob(vector)))
+            column, mark = (", embedding", ", %s::vector") if ann else ("", "")
+            conn.execute(f"INSERT INTO memories ({codec.COLS}, vec{column}) VALUES "
+                         f"({_INSERT}, %s{mark})",
+                         (*codec.record_row(record), codec.blob(vector),
+                          *((_literal(vector),) if ann else ())))
+        if ann and batch.inserts:
+            self._ann_index(conn, len(batch.inserts[0][1]))
         for update in batch.updates:
-            self._update(conn, update.record, update.expected_version, update.vector)
+            self._update(conn, update.record, update.expected_version, update.vector, ann)
         for event in batch.events:
             conn.execute(f"INSERT INTO history ({codec.HIST_COLS}) VALUES "
                          f"({', '.join(['%s'] * 10)})", codec.event_row(event))
@@ -203,9 +267,15 @@ class PostgresStore(DerivedSearch):
                      "DO UPDATE SET counter = changes.counter + 1", (tenant,))
 
     @staticmethod
-    def _update(conn: Any, record: MemoryRecord, expected: int, vector: Vector | None) -> None:
+    def _update(conn: Any, record: MemoryRecord, expected: int, vector: Vector | None,
+                ann: bool) -> None:
         sets = ", ".join(f"{c} = {p}" for c, p in zip(_NAMES, _INSERT.split(", "), strict=True))
-        extra, params = ("", ()) if vector is None else (", vec = %s", (codec.blob(vector),))
+        extra: str = ""
+        params: tuple[Any, ...] = ()
+        if vector is not None:
+            extra, params = ", vec = %s", (codec.blob(vector),)
+            if ann:
+                extra, params = extra + ", embedding = %s::vector", (*params, _literal(vector))
         row = conn.execute(
             f"UPDATE memories SET {sets}{extra} WHERE tenant = %s AND id = %s AND version = %s "
             "RETURNING rid", (*codec.record_row(record), *params, record.tenant, record.id,
@@ -354,6 +424,10 @@ class PostgresStore(DerivedSearch):
     def reset(self) -> None:
         self._retrying(lambda c: c.execute(f"TRUNCATE {', '.join(TABLES)}"))
         self._drop_indexes()
+
+
+def _literal(vector: Vector) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
 
 
 def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
