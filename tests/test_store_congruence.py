@@ -111,7 +111,7 @@ def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
     store.write(WriteBatch(scope=big, inserts=list(zip(records, vectors, strict=True))))
     mine = [record(f"small {i}", small) for i in range(3)]
     store.write(WriteBatch(scope=small, inserts=[(r, _vector(rng)) for r in mine]))
-    hits = store.vector_search(RecordQuery(big), vectors[42], 5)
+    hits = store.vector_search(RecordQuery(big), vectors[42], 5)  # builds the index
     assert hits[0].record.id == records[42].id and hits[0].score > 0.999
     found = {h.record.id for h in store.ann_search(RecordQuery(big), vectors[7], 10)}
     exact = {h.record.id for h in DerivedSearch.vector_search(store, RecordQuery(big),

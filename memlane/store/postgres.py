@@ -125,6 +125,7 @@ class PostgresStore(DerivedSearch):
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
         self.ann_threshold = ann_threshold if ann_threshold is not None and self._ann() else None
+        self._ann_dims: set[int] = set()
 
     # --- approximate vector search (pgvector HNSW) for large scopes -----------------------
 
@@ -139,9 +140,19 @@ class PostgresStore(DerivedSearch):
         except self._psycopg.Error:
             return False
 
-    def _ann_index(self, conn: Any, dim: int) -> None:
-        conn.execute(f"CREATE INDEX IF NOT EXISTS memories_hnsw_{dim} ON memories USING hnsw "
-                     f"((embedding::vector({dim})) vector_cosine_ops)")
+    def ensure_ann_index(self, dim: int) -> None:
+        """Build the HNSW index for vectors of ``dim`` dimensions if it is missing.
+
+        Built on first need (the first search of a scope above ``ann_threshold``) rather
+        than kept from the first write, so small deployments never pay for it; call it
+        after a bulk load to build it at a time of your choosing.
+        """
+        if dim in self._ann_dims:
+            return
+        self._retrying(lambda conn: conn.execute(
+            f"CREATE INDEX IF NOT EXISTS memories_hnsw_{int(dim)} ON memories USING hnsw "
+            f"((embedding::vector({int(dim)})) vector_cosine_ops)"))
+        self._ann_dims.add(dim)
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
         """Exact search in process; pgvector HNSW (with iterative scans, so a small scope
@@ -153,6 +164,7 @@ class PostgresStore(DerivedSearch):
             admitted = self._admitted(query)
         if len(admitted.ids) <= self.ann_threshold:
             return super().vector_search(query, vector, limit)
+        self.ensure_ann_index(len(vector))
         return self.ann_search(query, vector, limit)
 
     def ann_search(self, query: RecordQuery, vector: Vector, limit: int,
@@ -239,8 +251,6 @@ class PostgresStore(DerivedSearch):
                          f"({_INSERT}, %s{mark})",
                          (*codec.record_row(record), codec.blob(vector),
                           *((_literal(vector),) if ann else ())))
-        if ann and batch.inserts:
-            self._ann_index(conn, len(batch.inserts[0][1]))
         for update in batch.updates:
             self._update(conn, update.record, update.expected_version, update.vector, ann)
         for event in batch.events:
