@@ -22,7 +22,6 @@ import numpy as np
 from ..errors import ConflictError, InvalidInputError, StoreError, missing_extra
 from ..timeutil import to_text
 from ..types import (
-    SCOPE_FIELDS,
     HistoryEvent,
     Job,
     MemoryRecord,
@@ -441,12 +440,7 @@ def _literal(vector: Vector) -> str:
 
 
 def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
-    parts, params = ["tenant = %s"], [scope.tenant]
-    for name in SCOPE_FIELDS:
-        value = getattr(scope, name)
-        if value is not None:
-            parts.append(f"{name} = %s")
-            params.append(value)
+    parts, params = codec.scope_condition(scope, "%s")
     return " AND ".join(parts), params
 
 

@@ -13,19 +13,14 @@ from ..filters import And, Cmp, Node, Not, Or, same_type
 from ..timeutil import to_text
 from ..types import SCOPE_FIELDS
 from .base import AS_OF_STATUSES, RecordQuery
+from .rows import scope_condition
 
 Params = list[Any]
 _ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
-    parts = [f"{alias}.tenant = %s"]
-    params: Params = [query.scope.tenant]
-    for name in SCOPE_FIELDS:
-        value = getattr(query.scope, name)
-        if value is not None:
-            parts.append(f"{alias}.{name} = %s")
-            params.append(value)
+    parts, params = scope_condition(query.scope, "%s", alias)
     if query.kinds is not None:
         parts.append(f"{alias}.kind = ANY(%s)")
         params.append(list(query.kinds))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..timeutil import from_text, opt_from_text, opt_to_text, to_text
-from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope
+from ..types import SCOPE_FIELDS, HistoryEvent, Job, MemoryRecord, Message, Scope
 from .base import Vector
 
 COLS = (
@@ -102,3 +102,16 @@ def event(row: Sequence[Any]) -> HistoryEvent:
     return HistoryEvent(id=row[0], memory_id=row[1], tenant=row[2], op=row[3], version=row[4],
                         old_text=row[5], new_text=row[6], actor=row[7], reason=row[8],
                         at=from_text(row[9]))
+
+
+def scope_condition(scope: Scope, mark: str, alias: str = "") -> tuple[list[str], list[Any]]:
+    """SQL conditions (joined with AND by the caller) for the rows inside ``scope``;
+    ``mark`` is the driver's parameter marker."""
+    prefix = f"{alias}." if alias else ""
+    parts, params = [f"{prefix}tenant = {mark}"], [scope.tenant]
+    for name in SCOPE_FIELDS:
+        value = getattr(scope, name)
+        if value is not None:
+            parts.append(f"{prefix}{name} = {mark}")
+            params.append(value)
+    return parts, params

@@ -22,7 +22,6 @@ import numpy as np
 from ..errors import ConflictError, InvalidInputError, StoreError
 from ..timeutil import to_text
 from ..types import (
-    SCOPE_FIELDS,
     HistoryEvent,
     Job,
     MemoryRecord,
@@ -353,12 +352,7 @@ def _q(n: int) -> str:
 
 
 def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
-    parts, params = ["tenant = ?"], [scope.tenant]
-    for name in SCOPE_FIELDS:
-        value = getattr(scope, name)
-        if value is not None:
-            parts.append(f"{name} = ?")
-            params.append(value)
+    parts, params = codec.scope_condition(scope, "?")
     return " AND ".join(parts), params
 
 

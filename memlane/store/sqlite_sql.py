@@ -10,6 +10,7 @@ from ..filters import And, Cmp, Node, Not, Or, same_type
 from ..timeutil import to_text
 from ..types import SCOPE_FIELDS
 from .base import AS_OF_STATUSES, RecordQuery
+from .rows import scope_condition
 
 Params = list[Any]
 _ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -17,13 +18,7 @@ _ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
     """The WHERE clause that admits exactly what ``query.admits`` admits."""
-    parts = [f"{alias}.tenant = ?"]
-    params: Params = [query.scope.tenant]
-    for name in SCOPE_FIELDS:
-        value = getattr(query.scope, name)
-        if value is not None:
-            parts.append(f"{alias}.{name} = ?")
-            params.append(value)
+    parts, params = scope_condition(query.scope, "?", alias)
     if query.kinds is not None:
         parts.append(f"{alias}.kind IN ({_marks(len(query.kinds))})")
         params.extend(query.kinds)
