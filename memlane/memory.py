@@ -289,6 +289,9 @@ class Memory:
         current = self._owned(memory_id, self._scope(user_id, agent_id, session_id))
         if current.status == "deleted":
             raise NotFoundError(f"memory {memory_id!r} is deleted")
+        if current.kind in windows.DERIVED_KINDS:
+            raise InvalidInputError(f"a {current.kind} is derived from other memories and "
+                                    "rebuilt from them: update the turn or fact it shows")
         text = ingest.check_text(text)
         new = replace(current, text=text, hash=content_hash(text),
                       metadata={**current.metadata, **ingest.check_metadata(metadata)},

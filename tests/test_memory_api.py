@@ -92,8 +92,10 @@ def test_editing_a_turn_rebuilds_its_windows(mem: Memory) -> None:
     assert {w.text for w in windows} == {"turn number 0", "turn number 0\nturn number 2"}
     assert all("edited" not in h.text for h in mem.search("edited middle", user_id="alice"))
     mem.delete(turns[0].id, user_id="alice")
-    assert {w.text for w in mem.get_all(user_id="alice", kinds=["window"])} == {
-        "turn number 2"}
+    windows = mem.get_all(user_id="alice", kinds=["window"])
+    assert {w.text for w in windows} == {"turn number 2"}
+    with pytest.raises(InvalidInputError, match="derived"):
+        mem.update(windows[0].id, "hand-edited window", user_id="alice")
 
 
 def test_update_creates_a_version_and_history(mem: Memory) -> None:
