@@ -120,8 +120,8 @@ def bench_search(embedder: Embedder, size: int, queries: int) -> dict[str, Any]:
 def markdown(results: dict[str, Any], command: str) -> str:
     lines = [f"Command: `{command}`  ", f"Date: {results['date']}  ",
              f"Machine: {results['machine']}", "",
-             "Ingest through `Memory.add` (raw messages, turn memories, history events and "
-             "vectors committed per batch; synthetic chat turns, mean "
+             "Ingest through `Memory.add` (raw messages, turns, their windows, history events "
+             "and vectors committed per batch; synthetic chat turns, mean "
              f"{results['mean_words']} words):", "",
              "| embedder | batch | turns | turns/s |", "|---|---:|---:|---:|"]
     for row in results["ingest"]:
