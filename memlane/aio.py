@@ -54,6 +54,7 @@ class AsyncMemory:
     forget = _async_of(Memory.forget)
     history = _async_of(Memory.history)
     messages = _async_of(Memory.messages)
+    stats = _async_of(Memory.stats)
     reset = _async_of(Memory.reset)
     jobs = _async_of(Memory.jobs)
     run_jobs = _async_of(Memory.run_jobs)

@@ -394,6 +394,26 @@ class Memory:
         record = self._owned(memory_id, self._scope(user_id, agent_id, session_id))
         return self.store.history(self.tenant, record.id)
 
+    def stats(self, *, user_id: str | None = None, agent_id: str | None = None,
+              session_id: str | None = None) -> dict[str, Any]:
+        """Counts of a scope (or, with no scope, the whole tenant): memories by kind and
+        status, raw messages, LLM jobs by status, and the calls and tokens the jobs used."""
+        scope = self._scope(user_id, agent_id, session_id)
+        tally = self.store.tally(RecordQuery(scope, statuses=STATUSES))
+        memories: dict[str, dict[str, int]] = {}
+        for (kind, status), n in sorted(tally.items()):
+            memories.setdefault(kind, {})[status] = n
+        jobs: dict[str, int] = {}
+        usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        for job in self.store.find_jobs(self.tenant, limit=10**9):
+            if scope.contains(job.tenant, job.user_id, job.agent_id, job.session_id):
+                jobs[job.status] = jobs.get(job.status, 0) + 1
+                for key in usage:
+                    usage[key] += int(job.usage.get(key, 0))
+        return {"scope": scope.as_dict(), "store": self.store.capabilities.name,
+                "embedder": self.embedder.model_id, "memories": memories,
+                "messages": len(self.store.messages(scope)), "jobs": jobs, "llm_usage": usage}
+
     def messages(self, *, user_id: str | None = None, agent_id: str | None = None,
                  session_id: str | None = None, limit: int | None = None,
                  offset: int = 0) -> list[Message]:

@@ -268,3 +268,14 @@ def test_a_rolling_summary_cites_the_whole_conversation(mem: Memory) -> None:
     assert summaries[0].source_ids == first[0].source_ids + second[0].source_ids
     say(mem, "I live in Paris.", "2026-01-11T09:00:00Z", session_id="s2")
     assert len(mem.get_all(user_id="alice", kinds=["summary"])) == 2
+
+
+def test_stats_count_memories_jobs_and_llm_cost(mem: Memory) -> None:
+    say(mem, "I live in Paris.", "2026-01-10T09:00:00Z")
+    say(mem, "I moved to Lisbon.", "2026-03-10T09:00:00Z")
+    stats = mem.stats(user_id="alice")
+    assert stats["memories"]["turn"] == {"active": 2}
+    assert stats["memories"]["fact"] == {"active": 1, "superseded": 1}
+    assert stats["messages"] == 2 and stats["jobs"] == {"done": 2}
+    assert stats["llm_usage"]["calls"] == 4 and stats["llm_usage"]["prompt_tokens"] > 0
+    assert mem.stats(user_id="bob")["memories"] == {}

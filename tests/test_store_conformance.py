@@ -210,3 +210,12 @@ def test_meta_and_reset(store: Store) -> None:
     store.reset()
     assert store.get_meta("embedder") is None
     assert store.count(RecordQuery(ALICE)) == 0
+
+
+def test_tally_counts_kinds_and_statuses(store: Store) -> None:
+    put(store, ALICE, (record("a", ALICE), vec(1)), (record("b", ALICE, kind="fact"), vec(1)),
+        (record("c", ALICE, kind="fact", status="superseded"), vec(1)))
+    put(store, BOB, (record("d", BOB), vec(1)))
+    every = RecordQuery(ALICE, statuses=("active", "superseded", "archived", "deleted"))
+    assert store.tally(every) == {("turn", "active"): 1, ("fact", "active"): 1,
+                                  ("fact", "superseded"): 1}

@@ -139,6 +139,10 @@ def cmd_export(mem: Memory, a: argparse.Namespace) -> Any:
     return {"exported_lines": lines, "file": a.out}
 
 
+def cmd_stats(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.stats(**_scope(a))
+
+
 def cmd_jobs(mem: Memory, a: argparse.Namespace) -> Any:
     if a.run:
         return mem.run_jobs(limit=a.limit)
@@ -258,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command("export", cmd_export, "export all memories as JSON lines", False)
     sp.add_argument("--out", help="output file (default: stdout)")
+
+    command("stats", cmd_stats, "counts by kind and status, jobs and LLM cost")
 
     sp = command("jobs", cmd_jobs, "LLM jobs: status, errors and cost", False)
     sp.add_argument("--status", action="append", help="only this status (repeatable)")

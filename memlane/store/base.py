@@ -135,6 +135,10 @@ class Store(Protocol):
 
     def count(self, query: RecordQuery) -> int: ...
 
+    def tally(self, query: RecordQuery) -> dict[tuple[str, str], int]:
+        """How many admitted records there are of each (kind, status)."""
+        ...
+
     def keyword_search(self, query: RecordQuery, text: str, limit: int,
                        analyzer: Analyzer = "plain") -> list[Scored]: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -104,6 +105,9 @@ class InMemoryStore:
 
     def count(self, query: RecordQuery) -> int:
         return len(self._admitted(query))
+
+    def tally(self, query: RecordQuery) -> dict[tuple[str, str], int]:
+        return dict(Counter((r.kind, r.status) for r in self._admitted(query)))
 
     def keyword_search(self, query: RecordQuery, text: str, limit: int,
                        analyzer: Analyzer = "plain") -> list[Scored]:

@@ -309,6 +309,12 @@ class PostgresStore(DerivedSearch):
                           "LIMIT %s OFFSET %s", (*params, limit, offset))
         return [codec.record(r) for r in rows]
 
+    def tally(self, query: RecordQuery) -> dict[tuple[str, str], int]:
+        where, params = where_clause(query)
+        rows = self._rows(f"SELECT m.kind, m.status, count(*) FROM memories m WHERE {where} "
+                          "GROUP BY m.kind, m.status", params)
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
     def count(self, query: RecordQuery) -> int:
         where, params = where_clause(query)
         return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
