@@ -240,21 +240,21 @@ class PostgresStore(DerivedSearch):
                 row = conn.execute("SELECT memory_ids FROM adds WHERE tenant = %s AND key = %s",
                                    (tenant, batch.add_key)).fetchone()
                 return WriteOutcome(False, tuple(json.loads(row[0])))
-        for message in batch.messages:
-            conn.execute(f"INSERT INTO messages ({codec.MSG_COLS}) VALUES "
-                         f"({', '.join(['%s'] * 10)}, %s::jsonb)", codec.message_row(message))
+        cursor = conn.cursor()  # executemany pipelines the rows: one round trip per batch
+        cursor.executemany(f"INSERT INTO messages ({codec.MSG_COLS}) VALUES "
+                           f"({', '.join(['%s'] * 10)}, %s::jsonb)",
+                           [codec.message_row(m) for m in batch.messages])
         ann = self.ann_threshold is not None
-        for record, vector in batch.inserts:
-            column, mark = (", embedding", ", %s::vector") if ann else ("", "")
-            conn.execute(f"INSERT INTO memories ({codec.COLS}, vec{column}) VALUES "
-                         f"({_INSERT}, %s{mark})",
-                         (*codec.record_row(record), codec.blob(vector),
-                          *((_literal(vector),) if ann else ())))
+        column, mark = (", embedding", ", %s::vector") if ann else ("", "")
+        cursor.executemany(f"INSERT INTO memories ({codec.COLS}, vec{column}) VALUES "
+                           f"({_INSERT}, %s{mark})",
+                           [(*codec.record_row(r), codec.blob(v), *((_literal(v),) if ann else ()))
+                            for r, v in batch.inserts])
         for update in batch.updates:
             self._update(conn, update.record, update.expected_version, update.vector, ann)
-        for event in batch.events:
-            conn.execute(f"INSERT INTO history ({codec.HIST_COLS}) VALUES "
-                         f"({', '.join(['%s'] * 10)})", codec.event_row(event))
+        cursor.executemany(f"INSERT INTO history ({codec.HIST_COLS}) VALUES "
+                           f"({', '.join(['%s'] * 10)})",
+                           [codec.event_row(e) for e in batch.events])
         for job in batch.jobs:
             values = codec.job_row(job)
             conn.execute(
