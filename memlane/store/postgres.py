@@ -151,6 +151,8 @@ class PostgresStore(DerivedSearch):
         self._retrying(lambda conn: conn.execute(
             f"CREATE INDEX IF NOT EXISTS memories_hnsw_{int(dim)} ON memories USING hnsw "
             f"((embedding::vector({int(dim)})) vector_cosine_ops)"))
+        # fresh statistics, or the planner may sort the whole scope instead of using it
+        self._retrying(lambda conn: conn.execute("ANALYZE memories"))
         self._ann_dims.add(dim)
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
