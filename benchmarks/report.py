@@ -5,17 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from memlane.eval.machine import describe
-
 HEADER = """# Benchmarks
 
 Every figure here was measured by the command shown with it, on the machine described with
 it. Run them all with `make bench`; each run replaces its own section.
 """
-
-
-def machine() -> str:
-    return describe()
 
 
 def update_section(path: Path, title: str, body: str) -> None:

@@ -42,6 +42,7 @@ from .base import (
 )
 from .derived import DerivedSearch
 from .postgres_sql import where_clause
+from .sql_common import SQLCounts
 
 T = TypeVar("T")
 RETRIES = 5
@@ -98,7 +99,7 @@ SCHEMA = [
 TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "meta")
 
 
-class PostgresStore(DerivedSearch):
+class PostgresStore(SQLCounts, DerivedSearch):
     """A memlane store in a PostgreSQL database."""
 
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
@@ -311,19 +312,12 @@ class PostgresStore(DerivedSearch):
                           "LIMIT %s OFFSET %s", (*params, limit, offset))
         return [codec.record(r) for r in rows]
 
-    def tally(self, query: RecordQuery) -> dict[tuple[str, str], int]:
-        where, params = where_clause(query)
-        rows = self._rows(f"SELECT m.kind, m.status, count(*) FROM memories m WHERE {where} "
-                          "GROUP BY m.kind, m.status", params)
-        return {(r[0], r[1]): int(r[2]) for r in rows}
-
-    def count(self, query: RecordQuery) -> int:
-        where, params = where_clause(query)
-        return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
-
     def _generation(self, query: RecordQuery) -> int:
         rows = self._rows("SELECT counter FROM changes WHERE tenant = %s", (query.scope.tenant,))
         return int(rows[0][0]) if rows else 0
+
+    def _where(self, query: RecordQuery) -> tuple[str, list[Any]]:
+        return where_clause(query)
 
     def _admitted_key(self, query: RecordQuery) -> tuple[Any, ...]:
         where, params = where_clause(query)

@@ -39,13 +39,14 @@ from .base import (
     WriteOutcome,
 )
 from .derived import DerivedSearch
+from .sql_common import SQLCounts
 from .sqlite_schema import migrate
 from .sqlite_sql import where_clause
 
 _M_COLS = ", ".join(f"m.{c.strip()}" for c in codec.COLS.split(","))
 
 
-class SQLiteStore(DerivedSearch):
+class SQLiteStore(SQLCounts, DerivedSearch):
     """A memlane store in one SQLite file (or ``:memory:`` for a private database)."""
 
     capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True)
@@ -195,19 +196,12 @@ class SQLiteStore(DerivedSearch):
         )
         return [codec.record(r) for r in rows]
 
-    def tally(self, query: RecordQuery) -> dict[tuple[str, str], int]:
-        where, params = where_clause(query)
-        rows = self._rows(f"SELECT m.kind, m.status, count(*) FROM memories m WHERE {where} "
-                          "GROUP BY m.kind, m.status", params)
-        return {(r[0], r[1]): int(r[2]) for r in rows}
-
-    def count(self, query: RecordQuery) -> int:
-        where, params = where_clause(query)
-        return int(self._rows(f"SELECT count(*) FROM memories m WHERE {where}", params)[0][0])
-
     def _generation(self, query: RecordQuery) -> tuple[int, int]:
         """Changes whenever any connection (this one included) commits a write."""
         return (int(self._rows("PRAGMA data_version")[0][0]), self._writes)
+
+    def _where(self, query: RecordQuery) -> tuple[str, list[Any]]:
+        return where_clause(query)
 
     def _admitted_key(self, query: RecordQuery) -> tuple[Any, ...]:
         where, params = where_clause(query)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..filters import And, Cmp, Node, Not, Or, same_type
+from ..filters import Cmp, Node, same_type
 from ..timeutil import to_text
-from ..types import SCOPE_FIELDS
 from .base import AS_OF_STATUSES, RecordQuery
 from .rows import scope_condition
+from .sql_common import compile_tree
 
 Params = list[Any]
 _ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -47,24 +47,7 @@ def _marks(n: int) -> str:
 
 
 def compile_filter(node: Node, alias: str = "m") -> tuple[str, Params]:
-    if isinstance(node, And | Or):
-        joined = [compile_filter(n, alias) for n in node.items]
-        glue = " AND " if isinstance(node, And) else " OR "
-        return "(" + glue.join(s for s, _ in joined) + ")", [p for _, ps in joined for p in ps]
-    if isinstance(node, Not):
-        sql, params = compile_filter(node.item, alias)
-        return f"(NOT {sql})", params
-    if node.ftype == "json":
-        sql, params = _json_leaf(node, f"{alias}.metadata")
-    else:
-        sql, params = _column_leaf(node, _column(node.field, alias))
-    return f"COALESCE(({sql}), 0)", params
-
-
-def _column(field: str, alias: str) -> str:
-    if field in SCOPE_FIELDS:
-        return f"NULLIF({alias}.{field}, '')"
-    return f"{alias}.{field}"
+    return compile_tree(node, alias, _column_leaf, _json_leaf, "0")
 
 
 def _column_leaf(node: Cmp, col: str) -> tuple[str, Params]:
