@@ -18,11 +18,14 @@ from memlane.store import (
     WriteBatch,
 )
 from memlane.store.derived import DerivedSearch
+from memlane.store.postgres import PostgresStore
+from memlane.errors import StoreError
 from memlane.types import Scope
 
 from .test_store_conformance import record
 
-WORDS = "lisbon paris trams coffee river cat dog garden books music rain sun".split()
+WORDS = ("lisbon paris trams tram coffee river cat cats dog garden books booked music rain "
+         "sun").split()
 SCOPES = [Scope("default", "alice"), Scope("default", "bob"), Scope("default", "alice", "a1")]
 
 
@@ -43,7 +46,6 @@ def test_random_workload_matches_the_reference_store(tmp_path: Path, seed: int, 
         sqlite: Store = SQLiteStore(tmp_path / "c.db")
     else:
         from memlane.dev.postgres import fresh_database
-        from memlane.store.postgres import PostgresStore
 
         sqlite = PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
     live = []
@@ -70,11 +72,16 @@ def test_random_workload_matches_the_reference_store(tmp_path: Path, seed: int, 
         if step % 5 == 0:
             query = RecordQuery(rng.choice(SCOPES))
             text = " ".join(rng.choices(WORDS, k=2))
-            got = sqlite.keyword_search(query, text, 10)
-            want = reference.keyword_search(query, text, 10)
-            assert [h.record.id for h in got] == [h.record.id for h in want]
-            np.testing.assert_allclose([h.score for h in got], [h.score for h in want],
-                                       rtol=1e-5)
+            for analyzer in ("plain", "stem"):
+                want = reference.keyword_search(query, text, 10, analyzer)
+                searches = [sqlite.keyword_search]
+                if isinstance(sqlite, PostgresStore):  # BM25 over tsvector + GIN as well
+                    searches.append(sqlite.gin_keyword_search)
+                for search in searches:
+                    got = search(query, text, 10, analyzer)
+                    assert [h.record.id for h in got] == [h.record.id for h in want]
+                    np.testing.assert_allclose([h.score for h in got],
+                                               [h.score for h in want], rtol=1e-5)
             vec = _vector(rng)
             got_v = sqlite.vector_search(query, vec, 5)
             want_v = reference.vector_search(query, vec, 5)
@@ -101,9 +108,8 @@ def test_a_write_by_another_connection_is_seen(tmp_path: Path) -> None:
 def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
         postgres_server: str) -> None:
     from memlane.dev.postgres import fresh_database
-    from memlane.store.postgres import PostgresStore
 
-    store = PostgresStore(fresh_database(postgres_server), ann_threshold=20)
+    store = PostgresStore(fresh_database(postgres_server), index_threshold=20)
     rng = random.Random(5)
     big, small = SCOPES[0], SCOPES[1]
     vectors = [_vector(rng) for _ in range(300)]
@@ -121,3 +127,56 @@ def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
     assert {h.record.id for h in store.ann_search(RecordQuery(small), vectors[0], 10)} == {
         r.id for r in mine}
     store.close()
+
+
+def test_postgres_keyword_search_of_a_large_scope_runs_in_the_database(
+        postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlane.dev.postgres import fresh_database
+
+    store = PostgresStore(fresh_database(postgres_server), index_threshold=20)
+    rng = random.Random(9)
+    big = SCOPES[0]
+    texts = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(200)]
+    store.write(WriteBatch(scope=big, inserts=[(record(t, big), _vector(rng)) for t in texts]))
+    in_process = DerivedSearch.keyword_search(store, RecordQuery(big), "booking cats", 10, "stem")
+    calls: list[str] = []
+    gin = store.gin_keyword_search
+    monkeypatch.setattr(store, "gin_keyword_search",
+                        lambda *a, **k: calls.append("gin") or gin(*a, **k))
+    got = store.keyword_search(RecordQuery(big), "booking cats", 10, "stem")
+    assert calls == ["gin"] and len(got) == 10
+    assert [h.record.id for h in got] == [h.record.id for h in in_process]
+    np.testing.assert_allclose([h.score for h in got], [h.score for h in in_process], rtol=1e-5)
+    store.close()
+
+
+def test_postgres_schema_upgrade_fills_the_keyword_columns_of_old_rows(
+        postgres_server: str) -> None:
+    import psycopg
+
+    from memlane.dev.postgres import fresh_database
+
+    url = fresh_database(postgres_server)
+    store = PostgresStore(url, index_threshold=5)
+    scope = SCOPES[0]
+    rng = random.Random(3)
+    texts = ["trams in lisbon", "cats and dogs", "booked the tram", "rain rain rain"] * 3
+    store.write(WriteBatch(scope=scope, inserts=[(record(t, scope), _vector(rng))
+                                                 for t in texts]))
+    before = store.gin_keyword_search(RecordQuery(scope), "tram cat", 10, "stem")
+    store.close()
+    with psycopg.connect(url, autocommit=True) as conn:  # as a version 1 database was
+        conn.execute("ALTER TABLE memories DROP COLUMN kw_plain, DROP COLUMN kw_stem, "
+                     "DROP COLUMN kw_len")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    reopened = PostgresStore(url, index_threshold=5)
+    after = reopened.gin_keyword_search(RecordQuery(scope), "tram cat", 10, "stem")
+    assert len(before) == 9
+    assert [(h.record.id, h.score) for h in after] == [(h.record.id, h.score) for h in before]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
+            == ("2",)
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    reopened.close()
+    with pytest.raises(StoreError, match="upgrade memlane"):
+        PostgresStore(url)

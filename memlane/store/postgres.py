@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import ConflictError, InvalidInputError, StoreError, missing_extra
+from ..text import Analyzer, analyze, stem
 from ..timeutil import to_text
 from ..types import (
     HistoryEvent,
@@ -39,9 +40,16 @@ from .base import (
     WriteBatch,
     WriteOutcome,
     dense_score,
+    keyword_score,
 )
 from .derived import DerivedSearch
-from .postgres_sql import where_clause
+from .postgres_sql import (
+    KEYWORD_COLUMNS,
+    bm25_params,
+    bm25_sql,
+    tsvector_literal,
+    where_clause,
+)
 from .sql_common import SQLCounts
 
 T = TypeVar("T")
@@ -52,6 +60,8 @@ _SELECT = ", ".join(f"{c}::text" if c in _JSON else c for c in _NAMES)
 _M_SELECT = ", ".join(f"m.{c}::text" if c in _JSON else f"m.{c}" for c in _NAMES)
 _INSERT = ", ".join("%s::jsonb" if c in _JSON else "%s" for c in _NAMES)
 _MSG_SELECT = codec.MSG_COLS.replace("metadata", "metadata::text")
+_KW_COLS = "kw_plain, kw_stem, kw_len"
+_KW_MARKS = "%s::tsvector, %s::tsvector, %s"
 _JOB_SELECT = (codec.JOB_COLS.replace("memory_ids", "memory_ids::text")
                .replace("actions", "actions::text").replace("usage", "usage::text"))
 
@@ -96,6 +106,18 @@ SCHEMA = [
         updated_at TEXT NOT NULL, PRIMARY KEY (tenant, id))""",
     "CREATE TABLE IF NOT EXISTS changes (tenant TEXT PRIMARY KEY, counter BIGINT NOT NULL)",
 ]
+KEYWORDS = [
+    "ALTER TABLE memories ADD COLUMN IF NOT EXISTS kw_plain tsvector",
+    "ALTER TABLE memories ADD COLUMN IF NOT EXISTS kw_stem tsvector",
+    "ALTER TABLE memories ADD COLUMN IF NOT EXISTS kw_len INTEGER",
+]
+KEYWORD_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS memories_kw_plain ON memories USING gin (kw_plain)",
+    "CREATE INDEX IF NOT EXISTS memories_kw_stem ON memories USING gin (kw_stem)",
+]
+SCHEMA_VERSION = 2
+"""1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled)."""
+BACKFILL_BATCH = 5_000
 TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "meta")
 
 
@@ -105,7 +127,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
 
     def __init__(self, location: str, *, pool_size: int = 4,
-                 query_cache_rows: int = 500_000, ann_threshold: int | None = 50_000) -> None:
+                 query_cache_rows: int = 500_000, index_threshold: int | None = 50_000) -> None:
         try:
             import psycopg
             from psycopg_pool import ConnectionPool
@@ -120,12 +142,69 @@ class PostgresStore(SQLCounts, DerivedSearch):
                                         timeout=30)
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(7242001)")
-                for statement in SCHEMA:
-                    conn.execute(statement)
+                self._migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
-        self.ann_threshold = ann_threshold if ann_threshold is not None and self._ann() else None
+        self.index_threshold = index_threshold
+        self._vectors_in_db = index_threshold is not None and self._ann()
         self._ann_dims: set[int] = set()
+
+    @staticmethod
+    def _migrate(conn: Any) -> None:
+        """Bring the schema up to ``SCHEMA_VERSION`` (under the caller's advisory lock)."""
+        for statement in SCHEMA:
+            conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 1
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"the database has schema version {current}; this memlane "
+                             f"knows up to {SCHEMA_VERSION}: upgrade memlane")
+        if current < 2:
+            for statement in KEYWORDS:
+                conn.execute(statement)
+            while True:  # rows written before version 2 get their terms
+                rows = conn.execute("SELECT rid, text, speaker FROM memories WHERE kw_len IS "
+                                    "NULL LIMIT %s", (BACKFILL_BATCH,)).fetchall()
+                if not rows:
+                    break
+                conn.cursor().executemany(
+                    "UPDATE memories SET kw_plain = %s::tsvector, kw_stem = %s::tsvector, "
+                    "kw_len = %s WHERE rid = %s",
+                    [(*_keywords(index_text(text, speaker)), rid) for rid, text, speaker in rows])
+            for statement in KEYWORD_INDEXES:
+                conn.execute(statement)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT "
+                     "(key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
+
+    # --- keyword search in the database (tsvector, GIN) for large scopes -----------------
+
+    def keyword_search(self, query: RecordQuery, text: str, limit: int,
+                       analyzer: Analyzer = "plain") -> list[Scored]:
+        """BM25 in process, or in the database (GIN index on the analyzer's tsvector
+        column, same formula and statistics) when a scope admits more than
+        ``index_threshold`` rows, so such scopes need not be held in every process."""
+        if not self._large(query):
+            return super().keyword_search(query, text, limit, analyzer)
+        return self.gin_keyword_search(query, text, limit, analyzer)
+
+    def gin_keyword_search(self, query: RecordQuery, text: str, limit: int,
+                           analyzer: Analyzer = "plain", k1: float = 1.2,
+                           b: float = 0.75) -> list[Scored]:
+        terms = list(dict.fromkeys(analyze(text, analyzer)))
+        if limit <= 0 or not terms:
+            return []
+        where, params = where_clause(query)
+        found = self._rows(bm25_sql(where, KEYWORD_COLUMNS[analyzer]),
+                           bm25_params(params, terms, k1, b, limit))
+        return self._ranked([r[0] for r in found], [r[1] for r in found],
+                            [keyword_score(float(r[2])) for r in found], limit)
+
+    def _large(self, query: RecordQuery) -> bool:
+        """Whether the query admits more than ``index_threshold`` rows."""
+        if self.index_threshold is None:
+            return False
+        with self._lock:
+            return len(self._admitted(query).ids) > self.index_threshold
 
     # --- approximate vector search (pgvector HNSW) for large scopes -----------------------
 
@@ -143,7 +222,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
     def ensure_ann_index(self, dim: int) -> None:
         """Build the HNSW index for vectors of ``dim`` dimensions if it is missing.
 
-        Built on first need (the first search of a scope above ``ann_threshold``) rather
+        Built on first need (the first search of a scope above ``index_threshold``) rather
         than kept from the first write, so small deployments never pay for it; call it
         after a bulk load to build it at a time of your choosing.
         """
@@ -159,12 +238,8 @@ class PostgresStore(SQLCounts, DerivedSearch):
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
         """Exact search in process; pgvector HNSW (with iterative scans, so a small scope
         beside a large one still fills its top k) when a scope admits more than
-        ``ann_threshold`` rows."""
-        if self.ann_threshold is None or limit <= 0:
-            return super().vector_search(query, vector, limit)
-        with self._lock:
-            admitted = self._admitted(query)
-        if len(admitted.ids) <= self.ann_threshold:
+        ``index_threshold`` rows."""
+        if limit <= 0 or not self._vectors_in_db or not self._large(query):
             return super().vector_search(query, vector, limit)
         self.ensure_ann_index(len(vector))
         return self.ann_search(query, vector, limit)
@@ -247,12 +322,12 @@ class PostgresStore(SQLCounts, DerivedSearch):
         cursor.executemany(f"INSERT INTO messages ({codec.MSG_COLS}) VALUES "
                            f"({', '.join(['%s'] * 10)}, %s::jsonb)",
                            [codec.message_row(m) for m in batch.messages])
-        ann = self.ann_threshold is not None
+        ann = self._vectors_in_db
         column, mark = (", embedding", ", %s::vector") if ann else ("", "")
-        cursor.executemany(f"INSERT INTO memories ({codec.COLS}, vec{column}) VALUES "
-                           f"({_INSERT}, %s{mark})",
-                           [(*codec.record_row(r), codec.blob(v), *((_literal(v),) if ann else ()))
-                            for r, v in batch.inserts])
+        cursor.executemany(f"INSERT INTO memories ({codec.COLS}, vec, {_KW_COLS}{column}) "
+                           f"VALUES ({_INSERT}, %s, {_KW_MARKS}{mark})",
+                           [(*codec.record_row(r), codec.blob(v), *_keywords(r.index_text),
+                             *((_literal(v),) if ann else ())) for r, v in batch.inserts])
         for update in batch.updates:
             self._update(conn, update.record, update.expected_version, update.vector, ann)
         cursor.executemany(f"INSERT INTO history ({codec.HIST_COLS}) VALUES "
@@ -281,11 +356,13 @@ class PostgresStore(SQLCounts, DerivedSearch):
     @staticmethod
     def _update(conn: Any, record: MemoryRecord, expected: int, vector: Vector | None,
                 ann: bool) -> None:
-        sets = ", ".join(f"{c} = {p}" for c, p in zip(_NAMES, _INSERT.split(", "), strict=True))
+        sets = ", ".join(f"{c} = {p}" for c, p in zip(
+            [*_NAMES, *_KW_COLS.split(", ")], [*_INSERT.split(", "), *_KW_MARKS.split(", ")],
+            strict=True))
         extra: str = ""
-        params: tuple[Any, ...] = ()
+        params: tuple[Any, ...] = _keywords(record.index_text)
         if vector is not None:
-            extra, params = ", vec = %s", (codec.blob(vector),)
+            extra, params = ", vec = %s", (*params, codec.blob(vector))
             if ann:
                 extra, params = extra + ", embedding = %s::vector", (*params, _literal(vector))
         row = conn.execute(
@@ -435,6 +512,12 @@ class PostgresStore(SQLCounts, DerivedSearch):
     def reset(self) -> None:
         self._retrying(lambda c: c.execute(f"TRUNCATE {', '.join(TABLES)}"))
         self._drop_indexes()
+
+
+def _keywords(text: str) -> tuple[str, str, int]:
+    """The values of the keyword columns for a record's index text."""
+    plain = analyze(text, "plain")
+    return tsvector_literal(plain), tsvector_literal([stem(t) for t in plain]), len(plain)
 
 
 def _literal(vector: Vector) -> str:

@@ -113,3 +113,55 @@ def _json_contains(meta: str, path: list[str], value: Any) -> tuple[str, Params]
         array += f" OR (jsonb_typeof({meta} #> %s) = 'string' AND strpos({meta} #>> %s, %s) > 0)"
         params += [path, path, value]
     return f"({array})", params
+
+
+# --- keyword search in the database: BM25 over tsvector columns with a GIN index ----------
+
+KEYWORD_COLUMNS = {"plain": "kw_plain", "stem": "kw_stem"}
+"""The tsvector column that holds a record's terms under each analyzer."""
+MAX_TF = 256
+"""tsvector keeps at most 256 positions per lexeme: term frequency counts up to this."""
+
+
+def tsvector_literal(terms: list[str]) -> str:
+    """A tsvector holding each term with as many positions as it occurs, so that
+    ``cardinality(positions)`` is its term frequency. Terms are ``[a-z0-9]+``
+    (``text.tokens``), so they need no escaping."""
+    counts: dict[str, int] = {}
+    for term in terms:
+        counts[term] = counts.get(term, 0) + 1
+    return " ".join(f"'{t}':" + ",".join(map(str, range(1, min(n, MAX_TF) + 1)))
+                    for t, n in counts.items())
+
+
+def tsquery_literal(terms: list[str]) -> str:
+    """A tsquery matching documents holding any of ``terms``."""
+    return " | ".join(f"'{t}'" for t in terms)
+
+
+def bm25_sql(where: str, column: str) -> str:
+    """Okapi BM25 of the rows ``where`` admits, best first, ties by id, as the in-process
+    index computes it: statistics (N, average length, document frequency) over exactly the
+    admitted rows. Parameters: the where-clause values, k1, b, the query terms, the
+    tsquery, the where-clause values again and the limit (``bm25_params``)."""
+    return f"""
+        WITH stats AS (
+            SELECT count(*)::float8 AS n, coalesce(avg(m.kw_len), 0)::float8 AS avgdl
+            FROM memories m WHERE {where}),
+        k AS (SELECT %s::float8 AS k1, %s::float8 AS b),
+        hits AS MATERIALIZED (
+            SELECT m.rid, m.id, m.version, m.kw_len, u.lexeme, cardinality(u.positions) AS tf
+            FROM memories m, unnest(m.{column}) u
+            WHERE u.lexeme = ANY(%s) AND m.{column} @@ %s::tsquery AND {where}),
+        df AS (SELECT lexeme, count(*)::float8 AS df FROM hits GROUP BY lexeme)
+        SELECT h.rid, h.version, sum(
+            ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5)) * h.tf * (k.k1 + 1)
+            / (h.tf + k.k1 * (1 - k.b + k.b * h.kw_len / greatest(s.avgdl, 1e-9)))) AS score
+        FROM hits h JOIN df d USING (lexeme) CROSS JOIN stats s CROSS JOIN k
+        GROUP BY h.rid, h.id, h.version
+        ORDER BY score DESC, h.id COLLATE "C" LIMIT %s"""
+
+
+def bm25_params(params: Params, terms: list[str], k1: float, b: float,
+                limit: int) -> Params:
+    return [*params, k1, b, terms, tsquery_literal(terms), *params, limit]
