@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/ruff check memlane tests benchmarks
 
 typecheck: install
-	$(BIN)/mypy memlane
+	$(BIN)/mypy memlane benchmarks
 
 unit: install
 	$(BIN)/pytest -n 2

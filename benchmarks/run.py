@@ -20,12 +20,13 @@ import numpy as np
 
 from memlane import FakeEmbedder, Memory, MiniLMEmbedder
 from memlane.embed.base import Embedder
-from memlane.store import SQLiteStore, WriteBatch
+from memlane.eval.machine import describe as machine
+from memlane.store import SQLiteStore, Store, WriteBatch
 from memlane.timeutil import utcnow
 from memlane.types import Scope
 from memlane.write import ingest, windows
 
-from .report import machine, update_section
+from .report import update_section
 from .synthetic import Generator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ def corpus_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
     cache = RESULTS / f"vectors-{embedder.model_id}-{DISTINCT_VECTORS}.npy"
     head = texts[:DISTINCT_VECTORS]
     if cache.exists():
-        base = np.load(cache)
+        base: np.ndarray = np.load(cache)
     else:
         base = embedder.embed(head, "document")
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ def corpus_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
     return np.vstack([base, extra]).astype(np.float32)
 
 
-def write_turns(store: SQLiteStore, scope: Scope, texts: list[str],
+def write_turns(store: Store, scope: Scope, texts: list[str],
                 vectors: np.ndarray) -> None:
     """What ``Memory.add`` writes (messages, turns and their windows), with given vectors."""
     now = utcnow()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,19 +114,37 @@ def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
     rng = random.Random(5)
     big, small = SCOPES[0], SCOPES[1]
     vectors = [_vector(rng) for _ in range(300)]
-    records = [record(f"note {i}", big) for i in range(300)]
+    records = [record(f"note {i}", big, kind="fact" if i % 50 == 0 else "turn")
+               for i in range(300)]
     store.write(WriteBatch(scope=big, inserts=list(zip(records, vectors, strict=True))))
     mine = [record(f"small {i}", small) for i in range(3)]
     store.write(WriteBatch(scope=small, inserts=[(r, _vector(rng)) for r in mine]))
-    hits = store.vector_search(RecordQuery(big), vectors[42], 5)  # builds the index
+    hits = store.vector_search(RecordQuery(big), vectors[42], 5)  # builds the scope's index
     assert hits[0].record.id == records[42].id and hits[0].score > 0.999
+    name = store.ensure_ann_index(big, 8)
+    def plan(conn: Any) -> str:  # the partial index can serve the scope's query (sorting
+        conn.execute("SET LOCAL enable_sort = off")  # 300 rows is cheaper; not at scale)
+        return " ".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT m.rid FROM memories m WHERE m.tenant = 'default' AND m.user_id = "
+            "'alice' ORDER BY m.embedding::vector(8) <=> '[1,0,0,0,0,0,0,0]'::vector(8) "
+            "LIMIT 10").fetchall())
+
+    assert name in store._retrying(plan)
     found = {h.record.id for h in store.ann_search(RecordQuery(big), vectors[7], 10)}
     exact = {h.record.id for h in DerivedSearch.vector_search(store, RecordQuery(big),
                                                                vectors[7], 10)}
     assert len(found & exact) >= 9
-    # a small scope beside a big one gets its full top k (iterative scan)
+    # a filter inside the big scope still fills its top k (iterative scan): 6 facts of 300
+    facts = store.ann_search(RecordQuery(big, kinds=("fact",)), vectors[0], 10)
+    assert {h.record.id for h in facts} == {r.id for r in records if r.kind == "fact"}
+    # a small scope beside the big one has no index and gets its full top k
     assert {h.record.id for h in store.ann_search(RecordQuery(small), vectors[0], 10)} == {
         r.id for r in mine}
+    # erasing the scope drops its index: the index definition names the scope
+    store.erase(big)
+    assert store._rows("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (name,)) == [
+        (0,)]
+    assert store._rows("SELECT count(*) FROM ann_indexes") == [(0,)]
     store.close()
 
 

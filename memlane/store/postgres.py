@@ -10,6 +10,7 @@ Serialization failures and deadlocks are retried.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -60,6 +61,8 @@ _SELECT = ", ".join(f"{c}::text" if c in _JSON else c for c in _NAMES)
 _M_SELECT = ", ".join(f"m.{c}::text" if c in _JSON else f"m.{c}" for c in _NAMES)
 _INSERT = ", ".join("%s::jsonb" if c in _JSON else "%s" for c in _NAMES)
 _MSG_SELECT = codec.MSG_COLS.replace("metadata", "metadata::text")
+_VALID_INDEX = ("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+                "WHERE c.relname = %s")
 _KW_COLS = "kw_plain, kw_stem, kw_len"
 _KW_MARKS = "%s::tsvector, %s::tsvector, %s"
 _JOB_SELECT = (codec.JOB_COLS.replace("memory_ids", "memory_ids::text")
@@ -105,6 +108,9 @@ SCHEMA = [
         error TEXT, actions JSONB NOT NULL, usage JSONB NOT NULL, created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL, PRIMARY KEY (tenant, id))""",
     "CREATE TABLE IF NOT EXISTS changes (tenant TEXT PRIMARY KEY, counter BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS ann_indexes (
+        tenant TEXT NOT NULL, name TEXT NOT NULL, user_id TEXT, agent_id TEXT,
+        session_id TEXT, dim INTEGER NOT NULL, PRIMARY KEY (tenant, name))""",
 ]
 KEYWORDS = [
     "ALTER TABLE memories ADD COLUMN IF NOT EXISTS kw_plain tsvector",
@@ -118,7 +124,7 @@ KEYWORD_INDEXES = [
 SCHEMA_VERSION = 2
 """1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled)."""
 BACKFILL_BATCH = 5_000
-TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "meta")
+TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "ann_indexes", "meta")
 
 
 class PostgresStore(SQLCounts, DerivedSearch):
@@ -127,7 +133,8 @@ class PostgresStore(SQLCounts, DerivedSearch):
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
 
     def __init__(self, location: str, *, pool_size: int = 4,
-                 query_cache_rows: int = 500_000, index_threshold: int | None = 50_000) -> None:
+                 query_cache_rows: int = 500_000, index_threshold: int | None = 50_000,
+                 index_build_memory: str = "1GB") -> None:
         try:
             import psycopg
             from psycopg_pool import ConnectionPool
@@ -147,7 +154,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
             raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
         self.index_threshold = index_threshold
         self._vectors_in_db = index_threshold is not None and self._ann()
-        self._ann_dims: set[int] = set()
+        self.index_build_memory = index_build_memory
 
     @staticmethod
     def _migrate(conn: Any) -> None:
@@ -173,6 +180,10 @@ class PostgresStore(SQLCounts, DerivedSearch):
                     [(*_keywords(index_text(text, speaker)), rid) for rid, text, speaker in rows])
             for statement in KEYWORD_INDEXES:
                 conn.execute(statement)
+            for (name,) in conn.execute(  # one table-wide HNSW index, now one per large scope
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' AND "
+                    "indexname LIKE 'memories\\_hnsw\\_%'").fetchall():
+                conn.execute(f'DROP INDEX "{name}"')
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT "
                      "(key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
 
@@ -219,29 +230,57 @@ class PostgresStore(SQLCounts, DerivedSearch):
         except self._psycopg.Error:
             return False
 
-    def ensure_ann_index(self, dim: int) -> None:
-        """Build the HNSW index for vectors of ``dim`` dimensions if it is missing.
+    def ensure_ann_index(self, scope: Scope, dim: int) -> str:
+        """Build the HNSW index of ``scope`` for vectors of ``dim`` dimensions if missing;
+        its name.
 
-        Built on first need (the first search of a scope above ``index_threshold``) rather
-        than kept from the first write, so small deployments never pay for it; call it
-        after a bulk load to build it at a time of your choosing.
+        One partial index per large scope (``WHERE tenant = .. AND user_id = ..``), built on
+        first need (the first search of a scope above ``index_threshold``), so writes to
+        small scopes never maintain a graph and a build costs the size of its scope, not of
+        the table. Built ``CONCURRENTLY``: writers are not blocked meanwhile. Call it after a
+        bulk load to build at a time of your choosing.
         """
-        if dim in self._ann_dims:
-            return
-        self._retrying(lambda conn: conn.execute(
-            f"CREATE INDEX IF NOT EXISTS memories_hnsw_{int(dim)} ON memories USING hnsw "
-            f"((embedding::vector({int(dim)})) vector_cosine_ops)"))
-        # fresh statistics, or the planner may sort the whole scope instead of using it
-        self._retrying(lambda conn: conn.execute("ANALYZE memories"))
-        self._ann_dims.add(dim)
+        name = _ann_name(scope, dim)
+        if self._rows(_VALID_INDEX, (name,)) == [(True,)]:
+            return name
+        sql = self._psycopg.sql
+        predicate = sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(column), sql.Literal(value))
+            for column, value in _scope_fields(scope))
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+                state = conn.execute(_VALID_INDEX, (name,)).fetchone()
+                if state is not None and not state[0]:  # an interrupted build
+                    conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                if state is None or not state[0]:
+                    conn.execute(
+                        "INSERT INTO ann_indexes (tenant, name, user_id, agent_id, session_id, "
+                        "dim) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (scope.tenant, name, scope.user_id, scope.agent_id, scope.session_id,
+                         dim))
+                    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
+                        sql.Literal(self.index_build_memory)))
+                    conn.execute(sql.SQL(
+                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON memories USING hnsw "
+                        "((embedding::vector({})) vector_cosine_ops) WHERE {}").format(
+                            sql.Identifier(name), sql.Literal(int(dim)), predicate))
+                    conn.execute("RESET maintenance_work_mem")
+                    # fresh statistics, or the planner may sort the scope instead
+                    conn.execute("ANALYZE memories")
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+                conn.autocommit = False
+        return name
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
-        """Exact search in process; pgvector HNSW (with iterative scans, so a small scope
-        beside a large one still fills its top k) when a scope admits more than
+        """Exact search in process; pgvector HNSW on the scope's own index (iterative scans,
+        so filters inside the scope still fill the top k) when the query admits more than
         ``index_threshold`` rows."""
         if limit <= 0 or not self._vectors_in_db or not self._large(query):
             return super().vector_search(query, vector, limit)
-        self.ensure_ann_index(len(vector))
+        self.ensure_ann_index(query.scope, len(vector))
         return self.ann_search(query, vector, limit)
 
     def ann_search(self, query: RecordQuery, vector: Vector, limit: int,
@@ -249,13 +288,18 @@ class PostgresStore(SQLCounts, DerivedSearch):
         dim = len(vector)
         where, params = where_clause(query)
         literal = _literal(vector)
+        sql = self._psycopg.sql
 
         def search(conn: Any) -> list[Any]:
             conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            # the scope as literals too, so the planner can match the scope's partial index
+            scope = " AND ".join(
+                sql.SQL("m.{} = {}").format(sql.Identifier(c), sql.Literal(v)).as_string(conn)
+                for c, v in _scope_fields(query.scope))
             return conn.execute(  # type: ignore[no-any-return]
                 f"SELECT m.rid, m.version, m.embedding::vector({dim}) <=> %s::vector({dim}) "
-                f"AS d FROM memories m WHERE {where} ORDER BY d LIMIT %s",
+                f"AS d FROM memories m WHERE {scope} AND {where} ORDER BY d LIMIT %s",
                 (literal, *params, limit)).fetchall()
 
         found = self._retrying(search)
@@ -494,6 +538,10 @@ class PostgresStore(SQLCounts, DerivedSearch):
             n_messages = conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
             conn.execute(f"DELETE FROM adds WHERE {where}", params)
             conn.execute(f"DELETE FROM jobs WHERE {where}", params)
+            # the scope's own HNSW indexes go too (their definitions name the scope)
+            for (name,) in conn.execute(f"DELETE FROM ann_indexes WHERE {where} RETURNING name",
+                                        params).fetchall():
+                conn.execute(f'DROP INDEX IF EXISTS "{name}"')
             self._bump(conn, scope.tenant)
             return EraseCounts(n_messages, n_memories, n_history)
 
@@ -510,7 +558,12 @@ class PostgresStore(SQLCounts, DerivedSearch):
         return counts
 
     def reset(self) -> None:
-        self._retrying(lambda c: c.execute(f"TRUNCATE {', '.join(TABLES)}"))
+        def reset(conn: Any) -> None:
+            for (name,) in conn.execute("SELECT name FROM ann_indexes").fetchall():
+                conn.execute(f'DROP INDEX IF EXISTS "{name}"')
+            conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+
+        self._retrying(reset)
         self._drop_indexes()
 
 
@@ -518,6 +571,20 @@ def _keywords(text: str) -> tuple[str, str, int]:
     """The values of the keyword columns for a record's index text."""
     plain = analyze(text, "plain")
     return tsvector_literal(plain), tsvector_literal([stem(t) for t in plain]), len(plain)
+
+
+def _scope_fields(scope: Scope) -> list[tuple[str, str]]:
+    """The (column, value) pairs that select a scope's rows."""
+    return [(name, value) for name, value in (("tenant", scope.tenant),
+            ("user_id", scope.user_id), ("agent_id", scope.agent_id),
+            ("session_id", scope.session_id)) if value is not None]
+
+
+def _ann_name(scope: Scope, dim: int) -> str:
+    """A stable index name for a scope's HNSW index (scope values hashed, not spelled)."""
+    key = "\0".join([scope.tenant, scope.user_id or "", scope.agent_id or "",
+                     scope.session_id or "", str(dim)])
+    return "memories_ann_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def _literal(vector: Vector) -> str:
