@@ -9,6 +9,7 @@ evidence phrased in another form than the question.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 
 Analyzer = Literal["plain", "stem"]
@@ -37,6 +38,7 @@ def terms(text: str) -> list[str]:
     return [t for t in tokens(text) if t not in STOPWORDS]
 
 
+@lru_cache(maxsize=100_000)
 def stem(word: str) -> str:
     """Strip one common inflectional suffix, keeping at least three characters."""
     if word.isdigit():

@@ -10,6 +10,7 @@ Serialization failures and deadlocks are retried.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -362,21 +363,15 @@ class PostgresStore(SQLCounts, DerivedSearch):
                 row = conn.execute("SELECT memory_ids FROM adds WHERE tenant = %s AND key = %s",
                                    (tenant, batch.add_key)).fetchone()
                 return WriteOutcome(False, tuple(json.loads(row[0])))
-        cursor = conn.cursor()  # executemany pipelines the rows: one round trip per batch
-        cursor.executemany(f"INSERT INTO messages ({codec.MSG_COLS}) VALUES "
-                           f"({', '.join(['%s'] * 10)}, %s::jsonb)",
-                           [codec.message_row(m) for m in batch.messages])
+        cursor = conn.cursor()  # rows stream in with COPY: one round trip per table
+        _copy(cursor, "messages", codec.MSG_COLS, [codec.message_row(m) for m in batch.messages])
         ann = self._vectors_in_db
-        column, mark = (", embedding", ", %s::vector") if ann else ("", "")
-        cursor.executemany(f"INSERT INTO memories ({codec.COLS}, vec, {_KW_COLS}{column}) "
-                           f"VALUES ({_INSERT}, %s, {_KW_MARKS}{mark})",
-                           [(*codec.record_row(r), codec.blob(v), *_keywords(r.index_text),
-                             *((_literal(v),) if ann else ())) for r, v in batch.inserts])
+        _copy(cursor, "memories", f"{codec.COLS}, vec, {_KW_COLS}" + (", embedding" if ann else ""),
+              [(*codec.record_row(r), codec.blob(v), *_keywords(r.index_text),
+                *((_literal(v),) if ann else ())) for r, v in batch.inserts])
         for update in batch.updates:
             self._update(conn, update.record, update.expected_version, update.vector, ann)
-        cursor.executemany(f"INSERT INTO history ({codec.HIST_COLS}) VALUES "
-                           f"({', '.join(['%s'] * 10)})",
-                           [codec.event_row(e) for e in batch.events])
+        _copy(cursor, "history", codec.HIST_COLS, [codec.event_row(e) for e in batch.events])
         for job in batch.jobs:
             values = codec.job_row(job)
             conn.execute(
@@ -567,6 +562,14 @@ class PostgresStore(SQLCounts, DerivedSearch):
         self._drop_indexes()
 
 
+def _copy(cursor: Any, table: str, columns: str, rows: list[Sequence[Any]]) -> None:
+    """Insert ``rows`` with COPY (each value in its text form, parsed by the column type)."""
+    if rows:
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
 def _keywords(text: str) -> tuple[str, str, int]:
     """The values of the keyword columns for a record's index text."""
     plain = analyze(text, "plain")
@@ -587,8 +590,14 @@ def _ann_name(scope: Scope, dim: int) -> str:
     return "memories_ann_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+@functools.cache
+def _vector_format(dim: int) -> str:
+    return "[" + ",".join(["%.7g"] * dim) + "]"
+
+
 def _literal(vector: Vector) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    """pgvector's text form (one format call: the rows of a bulk load spend their time here)."""
+    return _vector_format(len(vector)) % tuple(vector.tolist())
 
 
 def _scope_where(scope: Scope) -> tuple[str, list[Any]]:

@@ -7,6 +7,7 @@ order, as Python compares strings).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from ..filters import Cmp, Node, same_type
@@ -121,17 +122,14 @@ KEYWORD_COLUMNS = {"plain": "kw_plain", "stem": "kw_stem"}
 """The tsvector column that holds a record's terms under each analyzer."""
 MAX_TF = 256
 """tsvector keeps at most 256 positions per lexeme: term frequency counts up to this."""
+_POSITIONS = [",".join(map(str, range(1, n + 1))) for n in range(MAX_TF + 1)]
 
 
 def tsvector_literal(terms: list[str]) -> str:
     """A tsvector holding each term with as many positions as it occurs, so that
     ``cardinality(positions)`` is its term frequency. Terms are ``[a-z0-9]+``
     (``text.tokens``), so they need no escaping."""
-    counts: dict[str, int] = {}
-    for term in terms:
-        counts[term] = counts.get(term, 0) + 1
-    return " ".join(f"'{t}':" + ",".join(map(str, range(1, min(n, MAX_TF) + 1)))
-                    for t, n in counts.items())
+    return " ".join(f"'{t}':{_POSITIONS[min(n, MAX_TF)]}" for t, n in Counter(terms).items())
 
 
 def tsquery_literal(terms: list[str]) -> str:
