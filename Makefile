@@ -33,7 +33,7 @@ test: lint typecheck unit
 bench: install
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.scale
-	$(BIN)/python -m benchmarks.scale --store postgres --spread ''
+	$(BIN)/python -m benchmarks.scale --store postgres
 	$(BIN)/python -m benchmarks.quality
 
 clean:

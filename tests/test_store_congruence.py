@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from memlane.errors import StoreError
 from memlane.store import (
     InMemoryStore,
     RecordQuery,
@@ -20,7 +21,6 @@ from memlane.store import (
 )
 from memlane.store.derived import DerivedSearch
 from memlane.store.postgres import PostgresStore
-from memlane.errors import StoreError
 from memlane.types import Scope
 
 from .test_store_conformance import record
@@ -152,7 +152,7 @@ def test_postgres_keyword_search_of_a_large_scope_runs_in_the_database(
         postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from memlane.dev.postgres import fresh_database
 
-    store = PostgresStore(fresh_database(postgres_server), index_threshold=20)
+    store = PostgresStore(fresh_database(postgres_server), keyword_threshold=20)
     rng = random.Random(9)
     big = SCOPES[0]
     texts = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(200)]

@@ -35,6 +35,8 @@ class Admitted(NamedTuple):
     ids: npt.NDArray[np.int64]
     versions: npt.NDArray[np.int64]
     matrices: dict[int, npt.NDArray[np.float32]]
+    extra: npt.NDArray[np.float64] | None
+    """A third column of the admitted rows, if the store returns one."""
 
 
 def scope_key(scope: Scope) -> tuple[str, ...]:
@@ -64,7 +66,8 @@ class DerivedSearch:
         raise NotImplementedError
 
     def _admitted_rows(self, query: RecordQuery) -> list[Any]:
-        """The (row id, version) rows the query admits."""
+        """The (row id, version) rows the query admits; a store may add a third, numeric
+        column that it wants kept with them (``Admitted.extra``)."""
         raise NotImplementedError
 
     def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
@@ -139,6 +142,8 @@ class DerivedSearch:
             np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
             np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
             {},
+            np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
+            if rows and len(rows[0]) > 2 else None,
         )
         self._queries[key] = entry
         while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:

@@ -135,6 +135,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     def __init__(self, location: str, *, pool_size: int = 4,
                  query_cache_rows: int = 500_000, index_threshold: int | None = 50_000,
+                 keyword_threshold: int | None = 1_000_000,
                  index_build_memory: str = "1GB") -> None:
         try:
             import psycopg
@@ -154,6 +155,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
         self.index_threshold = index_threshold
+        self.keyword_threshold = keyword_threshold
         self._vectors_in_db = index_threshold is not None and self._ann()
         self.index_build_memory = index_build_memory
 
@@ -193,9 +195,10 @@ class PostgresStore(SQLCounts, DerivedSearch):
     def keyword_search(self, query: RecordQuery, text: str, limit: int,
                        analyzer: Analyzer = "plain") -> list[Scored]:
         """BM25 in process, or in the database (GIN index on the analyzer's tsvector
-        column, same formula and statistics) when a scope admits more than
-        ``index_threshold`` rows, so such scopes need not be held in every process."""
-        if not self._large(query):
+        column, same formula and statistics) when a query admits more than
+        ``keyword_threshold`` rows: more than a process should index itself. (In process is
+        much faster: the database scores every admitted row holding a query term.)"""
+        if not self._admits_more_than(query, self.keyword_threshold):
             return super().keyword_search(query, text, limit, analyzer)
         return self.gin_keyword_search(query, text, limit, analyzer)
 
@@ -205,18 +208,29 @@ class PostgresStore(SQLCounts, DerivedSearch):
         terms = list(dict.fromkeys(analyze(text, analyzer)))
         if limit <= 0 or not terms:
             return []
+        with self._lock:
+            admitted = self._admitted(query)
+        if not len(admitted.ids):
+            return []
+        assert admitted.extra is not None
         where, params = where_clause(query)
-        found = self._rows(bm25_sql(where, KEYWORD_COLUMNS[analyzer]),
-                           bm25_params(params, terms, k1, b, limit))
+        values = bm25_params(params, terms, len(admitted.ids), float(admitted.extra.mean()),
+                             k1, b, limit)
+
+        def search(conn: Any) -> list[Any]:
+            conn.execute("SET LOCAL work_mem = '64MB'")  # the scored rows, without spilling
+            return conn.execute(  # type: ignore[no-any-return]
+                bm25_sql(where, KEYWORD_COLUMNS[analyzer]), values).fetchall()
+
+        found = self._retrying(search)
         return self._ranked([r[0] for r in found], [r[1] for r in found],
                             [keyword_score(float(r[2])) for r in found], limit)
 
-    def _large(self, query: RecordQuery) -> bool:
-        """Whether the query admits more than ``index_threshold`` rows."""
-        if self.index_threshold is None:
+    def _admits_more_than(self, query: RecordQuery, threshold: int | None) -> bool:
+        if threshold is None:
             return False
         with self._lock:
-            return len(self._admitted(query).ids) > self.index_threshold
+            return len(self._admitted(query).ids) > threshold
 
     # --- approximate vector search (pgvector HNSW) for large scopes -----------------------
 
@@ -279,7 +293,8 @@ class PostgresStore(SQLCounts, DerivedSearch):
         """Exact search in process; pgvector HNSW on the scope's own index (iterative scans,
         so filters inside the scope still fill the top k) when the query admits more than
         ``index_threshold`` rows."""
-        if limit <= 0 or not self._vectors_in_db or not self._large(query):
+        if (limit <= 0 or not self._vectors_in_db
+                or not self._admits_more_than(query, self.index_threshold)):
             return super().vector_search(query, vector, limit)
         self.ensure_ann_index(query.scope, len(vector))
         return self.ann_search(query, vector, limit)
@@ -441,7 +456,9 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     def _admitted_rows(self, query: RecordQuery) -> list[Any]:
         where, params = where_clause(query)
-        return self._rows(f"SELECT m.rid, m.version FROM memories m WHERE {where}", params)
+        # with each row's keyword count: BM25 in the database needs their mean
+        return self._rows(f"SELECT m.rid, m.version, m.kw_len FROM memories m WHERE {where}",
+                          params)
 
     def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
         rows = self._rows("SELECT rid, text, speaker FROM memories WHERE rid = ANY(%s)",

@@ -140,26 +140,24 @@ def tsquery_literal(terms: list[str]) -> str:
 def bm25_sql(where: str, column: str) -> str:
     """Okapi BM25 of the rows ``where`` admits, best first, ties by id, as the in-process
     index computes it: statistics (N, average length, document frequency) over exactly the
-    admitted rows. Parameters: the where-clause values, k1, b, the query terms, the
-    tsquery, the where-clause values again and the limit (``bm25_params``)."""
+    admitted rows; N and the average length come in as parameters (the caller holds the
+    admitted rows), document frequencies are counted here. Parameters: ``bm25_params``."""
     return f"""
-        WITH stats AS (
-            SELECT count(*)::float8 AS n, coalesce(avg(m.kw_len), 0)::float8 AS avgdl
-            FROM memories m WHERE {where}),
-        k AS (SELECT %s::float8 AS k1, %s::float8 AS b),
+        WITH k AS (SELECT %s::float8 AS n, %s::float8 AS avgdl, %s::float8 AS k1,
+                          %s::float8 AS b),
         hits AS MATERIALIZED (
             SELECT m.rid, m.id, m.version, m.kw_len, u.lexeme, cardinality(u.positions) AS tf
             FROM memories m, unnest(m.{column}) u
             WHERE u.lexeme = ANY(%s) AND m.{column} @@ %s::tsquery AND {where}),
         df AS (SELECT lexeme, count(*)::float8 AS df FROM hits GROUP BY lexeme)
         SELECT h.rid, h.version, sum(
-            ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5)) * h.tf * (k.k1 + 1)
-            / (h.tf + k.k1 * (1 - k.b + k.b * h.kw_len / greatest(s.avgdl, 1e-9)))) AS score
-        FROM hits h JOIN df d USING (lexeme) CROSS JOIN stats s CROSS JOIN k
+            ln(1 + (k.n - d.df + 0.5) / (d.df + 0.5)) * h.tf * (k.k1 + 1)
+            / (h.tf + k.k1 * (1 - k.b + k.b * h.kw_len / greatest(k.avgdl, 1e-9)))) AS score
+        FROM hits h JOIN df d USING (lexeme) CROSS JOIN k
         GROUP BY h.rid, h.id, h.version
         ORDER BY score DESC, h.id COLLATE "C" LIMIT %s"""
 
 
-def bm25_params(params: Params, terms: list[str], k1: float, b: float,
-                limit: int) -> Params:
-    return [*params, k1, b, terms, tsquery_literal(terms), *params, limit]
+def bm25_params(params: Params, terms: list[str], n_docs: int, mean_length: float,
+                k1: float, b: float, limit: int) -> Params:
+    return [n_docs, mean_length, k1, b, terms, tsquery_literal(terms), *params, limit]
