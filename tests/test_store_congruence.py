@@ -5,12 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from memlane.errors import StoreError
 from memlane.store import (
     InMemoryStore,
     RecordQuery,
@@ -19,7 +17,6 @@ from memlane.store import (
     Store,
     WriteBatch,
 )
-from memlane.store.derived import DerivedSearch
 from memlane.store.postgres import PostgresStore
 from memlane.types import Scope
 
@@ -104,98 +101,3 @@ def test_a_write_by_another_connection_is_seen(tmp_path: Path) -> None:
     assert [h.record.id for h in reader.keyword_search(RecordQuery(scope), "coffee", 5)] == [
         second.id]
     assert len(reader.vector_search(RecordQuery(scope), _vector(random.Random(3)), 5)) == 2
-
-
-def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
-        postgres_server: str) -> None:
-    from memlane.dev.postgres import fresh_database
-
-    store = PostgresStore(fresh_database(postgres_server), index_threshold=20)
-    rng = random.Random(5)
-    big, small = SCOPES[0], SCOPES[1]
-    vectors = [_vector(rng) for _ in range(300)]
-    records = [record(f"note {i}", big, kind="fact" if i % 50 == 0 else "turn")
-               for i in range(300)]
-    store.write(WriteBatch(scope=big, inserts=list(zip(records, vectors, strict=True))))
-    mine = [record(f"small {i}", small) for i in range(3)]
-    store.write(WriteBatch(scope=small, inserts=[(r, _vector(rng)) for r in mine]))
-    hits = store.vector_search(RecordQuery(big), vectors[42], 5)  # builds the scope's index
-    assert hits[0].record.id == records[42].id and hits[0].score > 0.999
-    name = store.ensure_ann_index(big, 8)
-    def plan(conn: Any) -> str:  # the partial index can serve the scope's query (sorting
-        conn.execute("SET LOCAL enable_sort = off")  # 300 rows is cheaper; not at scale)
-        return " ".join(r[0] for r in conn.execute(
-            "EXPLAIN SELECT m.rid FROM memories m WHERE m.tenant = 'default' AND m.user_id = "
-            "'alice' ORDER BY m.embedding::vector(8) <=> '[1,0,0,0,0,0,0,0]'::vector(8) "
-            "LIMIT 10").fetchall())
-
-    assert name in store._retrying(plan)
-    found = {h.record.id for h in store.ann_search(RecordQuery(big), vectors[7], 10)}
-    exact = {h.record.id for h in DerivedSearch.vector_search(store, RecordQuery(big),
-                                                               vectors[7], 10)}
-    assert len(found & exact) >= 9
-    # a filter inside the big scope still fills its top k (iterative scan): 6 facts of 300
-    facts = store.ann_search(RecordQuery(big, kinds=("fact",)), vectors[0], 10)
-    assert {h.record.id for h in facts} == {r.id for r in records if r.kind == "fact"}
-    # a small scope beside the big one has no index and gets its full top k
-    assert {h.record.id for h in store.ann_search(RecordQuery(small), vectors[0], 10)} == {
-        r.id for r in mine}
-    # erasing the scope drops its index: the index definition names the scope
-    store.erase(big)
-    assert store._rows("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (name,)) == [
-        (0,)]
-    assert store._rows("SELECT count(*) FROM ann_indexes") == [(0,)]
-    store.close()
-
-
-def test_postgres_keyword_search_of_a_large_scope_runs_in_the_database(
-        postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from memlane.dev.postgres import fresh_database
-
-    store = PostgresStore(fresh_database(postgres_server), keyword_threshold=20)
-    rng = random.Random(9)
-    big = SCOPES[0]
-    texts = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(200)]
-    store.write(WriteBatch(scope=big, inserts=[(record(t, big), _vector(rng)) for t in texts]))
-    in_process = DerivedSearch.keyword_search(store, RecordQuery(big), "booking cats", 10, "stem")
-    calls: list[str] = []
-    gin = store.gin_keyword_search
-    monkeypatch.setattr(store, "gin_keyword_search",
-                        lambda *a, **k: calls.append("gin") or gin(*a, **k))
-    got = store.keyword_search(RecordQuery(big), "booking cats", 10, "stem")
-    assert calls == ["gin"] and len(got) == 10
-    assert [h.record.id for h in got] == [h.record.id for h in in_process]
-    np.testing.assert_allclose([h.score for h in got], [h.score for h in in_process], rtol=1e-5)
-    store.close()
-
-
-def test_postgres_schema_upgrade_fills_the_keyword_columns_of_old_rows(
-        postgres_server: str) -> None:
-    import psycopg
-
-    from memlane.dev.postgres import fresh_database
-
-    url = fresh_database(postgres_server)
-    store = PostgresStore(url, index_threshold=5)
-    scope = SCOPES[0]
-    rng = random.Random(3)
-    texts = ["trams in lisbon", "cats and dogs", "booked the tram", "rain rain rain"] * 3
-    store.write(WriteBatch(scope=scope, inserts=[(record(t, scope), _vector(rng))
-                                                 for t in texts]))
-    before = store.gin_keyword_search(RecordQuery(scope), "tram cat", 10, "stem")
-    store.close()
-    with psycopg.connect(url, autocommit=True) as conn:  # as a version 1 database was
-        conn.execute("ALTER TABLE memories DROP COLUMN kw_plain, DROP COLUMN kw_stem, "
-                     "DROP COLUMN kw_len")
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    reopened = PostgresStore(url, index_threshold=5)
-    after = reopened.gin_keyword_search(RecordQuery(scope), "tram cat", 10, "stem")
-    assert len(before) == 9
-    assert [(h.record.id, h.score) for h in after] == [(h.record.id, h.score) for h in before]
-    with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
-            == ("2",)
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    reopened.close()
-    with pytest.raises(StoreError, match="upgrade memlane"):
-        PostgresStore(url)

@@ -146,14 +146,14 @@ class PostgresStore(SQLCounts, DerivedSearch):
         self.location = location
         self._lock = threading.RLock()
         self._init_derived(query_cache_rows)
-        try:
-            self._pool = ConnectionPool(location, min_size=1, max_size=pool_size, open=True,
-                                        timeout=30)
-            with self._pool.connection() as conn, conn.transaction():
+        try:  # one direct connection first: a bad address fails at once, with its reason
+            with psycopg.connect(location, connect_timeout=10) as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(7242001)")
                 self._migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
+        self._pool = ConnectionPool(location, min_size=1, max_size=pool_size, open=True,
+                                    timeout=30)
         self.index_threshold = index_threshold
         self.keyword_threshold = keyword_threshold
         self._vectors_in_db = index_threshold is not None and self._ann()
