@@ -28,7 +28,6 @@ import numpy as np
 from memlane import Memory, MiniLMEmbedder
 from memlane.eval.machine import describe as machine
 from memlane.store import RecordQuery, SQLiteStore, Store
-from memlane.store.derived import DerivedSearch
 from memlane.types import Scope
 
 from .report import update_section
@@ -76,14 +75,15 @@ def _timed(mem: Memory, query: str, user: str) -> float:
 def _ann_recall(store: Store, embedder: MiniLMEmbedder, asks: list[str],
                 user: str) -> float | None:
     """Mean share of the exact top 10 (windows of the largest scope) that HNSW finds."""
-    if not isinstance(store, DerivedSearch) or not hasattr(store, "ann_search"):
+    exact_search = getattr(store, "vector_search_in_process", None)
+    if exact_search is None:
         return None
     query = RecordQuery(Scope("default", user), exclude_kinds=("turn",))
     shares = []
     for text in asks:
         vector = embedder.embed_one(text, "query")
-        exact = {h.record.id for h in DerivedSearch.vector_search(store, query, vector, 10)}
-        found = {h.record.id for h in store.ann_search(query, vector, 10)}
+        exact = {h.record.id for h in exact_search(query, vector, 10)}
+        found = {h.record.id for h in store.ann_search(query, vector, 10)}  # type: ignore[attr-defined]
         shares.append(len(exact & found) / max(1, len(exact)))
     return round(float(np.mean(shares)), 4)
 

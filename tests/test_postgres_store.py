@@ -14,7 +14,6 @@ import pytest
 from memlane.dev.postgres import fresh_database
 from memlane.errors import StoreError
 from memlane.store import RecordQuery, WriteBatch
-from memlane.store.derived import DerivedSearch
 from memlane.store.postgres import PostgresStore
 
 from .test_store_conformance import record
@@ -52,8 +51,8 @@ def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
 
     assert name in store._retrying(plan)
     found = {h.record.id for h in store.ann_search(RecordQuery(big), vectors[7], 10)}
-    exact = {h.record.id for h in DerivedSearch.vector_search(store, RecordQuery(big),
-                                                               vectors[7], 10)}
+    exact = {h.record.id for h in store.vector_search_in_process(RecordQuery(big), vectors[7],
+                                                                 10)}
     assert len(found & exact) >= 9
     # a filter inside the big scope still fills its top k (iterative scan): 6 facts of 300
     facts = store.ann_search(RecordQuery(big, kinds=("fact",)), vectors[0], 10)
@@ -70,19 +69,18 @@ def test_postgres_hnsw_serves_large_scopes_and_small_ones_beside_them(
 
 
 def test_postgres_keyword_search_of_a_large_scope_runs_in_the_database(
-        postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        postgres_server: str) -> None:
     store = PostgresStore(fresh_database(postgres_server), keyword_threshold=20)
     rng = random.Random(9)
-    big = SCOPES[0]
+    big, small = SCOPES[0], SCOPES[1]
     texts = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(200)]
     store.write(WriteBatch(scope=big, inserts=[(record(t, big), _vector(rng)) for t in texts]))
-    in_process = DerivedSearch.keyword_search(store, RecordQuery(big), "booking cats", 10, "stem")
-    calls: list[str] = []
-    gin = store.gin_keyword_search
-    monkeypatch.setattr(store, "gin_keyword_search",
-                        lambda *a, **k: calls.append("gin") or gin(*a, **k))
+    store.write(WriteBatch(scope=small, inserts=[(record("cats", small), _vector(rng))]))
     got = store.keyword_search(RecordQuery(big), "booking cats", 10, "stem")
-    assert calls == ["gin"] and len(got) == 10
+    assert len(got) == 10 and not store._keyword  # the process indexed nothing
+    assert len(store.keyword_search(RecordQuery(small), "cats", 10, "stem")) == 1
+    assert len(store._keyword) == 1  # a small scope is indexed in process
+    in_process = store.keyword_search_in_process(RecordQuery(big), "booking cats", 10, "stem")
     assert [h.record.id for h in got] == [h.record.id for h in in_process]
     np.testing.assert_allclose([h.score for h in got], [h.score for h in in_process], rtol=1e-5)
     store.close()

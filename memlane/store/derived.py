@@ -92,6 +92,19 @@ class DerivedSearch:
             return []
         with self._lock:
             admitted = self._admitted(query)
+        return self._keyword_search(query, admitted, text, limit, analyzer)
+
+    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
+        if limit <= 0:
+            return []
+        with self._lock:
+            admitted = self._admitted(query)
+        return self._vector_search(query, admitted, vector, limit)
+
+    def _keyword_search(self, query: RecordQuery, admitted: Admitted, text: str, limit: int,
+                        analyzer: Analyzer) -> list[Scored]:
+        """BM25 over the admitted rows, in process (a store may search elsewhere)."""
+        with self._lock:
             key = (*scope_key(query.scope), analyzer)
             index = self._keyword.get(key)
             if index is None or index.size > 4 * len(admitted.ids) + 10_000:
@@ -106,13 +119,13 @@ class DerivedSearch:
         return self._ranked(rowids.tolist(), versions.tolist(),
                             [keyword_score(s) for s in scores.tolist()], limit)
 
-    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
-        if limit <= 0:
+    def _vector_search(self, query: RecordQuery, admitted: Admitted, vector: Vector,
+                       limit: int) -> list[Scored]:
+        """Exact cosine search over the admitted rows, in process (a store may search
+        elsewhere)."""
+        if not len(admitted.ids):
             return []
         with self._lock:
-            admitted = self._admitted(query)
-            if not len(admitted.ids):
-                return []
             matrix = self._matrix(admitted, len(vector))
         cosines = (matrix @ vector).astype(np.float64)
         top = top_with_ties(cosines, limit)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from ..errors import ConflictError, InvalidInputError, StoreError, missing_extra
 from ..text import Analyzer, analyze, stem
 from ..timeutil import to_text
 from ..types import (
+    SCOPE_FIELDS,
     HistoryEvent,
     Job,
     MemoryRecord,
@@ -44,7 +45,7 @@ from .base import (
     dense_score,
     keyword_score,
 )
-from .derived import DerivedSearch
+from .derived import Admitted, DerivedSearch
 from .postgres_sql import (
     KEYWORD_COLUMNS,
     bm25_params,
@@ -158,6 +159,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
         self.keyword_threshold = keyword_threshold
         self._vectors_in_db = index_threshold is not None and self._ann()
         self.index_build_memory = index_build_memory
+        self._ann_checked: dict[str, Hashable] = {}
 
     @staticmethod
     def _migrate(conn: Any) -> None:
@@ -192,27 +194,45 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     # --- keyword search in the database (tsvector, GIN) for large scopes -----------------
 
-    def keyword_search(self, query: RecordQuery, text: str, limit: int,
-                       analyzer: Analyzer = "plain") -> list[Scored]:
+    def _keyword_search(self, query: RecordQuery, admitted: Admitted, text: str, limit: int,
+                        analyzer: Analyzer) -> list[Scored]:
         """BM25 in process, or in the database (GIN index on the analyzer's tsvector
         column, same formula and statistics) when a query admits more than
         ``keyword_threshold`` rows: more than a process should index itself. (In process is
         much faster: the database scores every admitted row holding a query term.)"""
-        if not self._admits_more_than(query, self.keyword_threshold):
-            return super().keyword_search(query, text, limit, analyzer)
-        return self.gin_keyword_search(query, text, limit, analyzer)
+        if _above(admitted, self.keyword_threshold):
+            return self._gin_keyword_search(query, admitted, text, limit, analyzer)
+        return super()._keyword_search(query, admitted, text, limit, analyzer)
 
-    def gin_keyword_search(self, query: RecordQuery, text: str, limit: int,
-                           analyzer: Analyzer = "plain", k1: float = 1.2,
-                           b: float = 0.75) -> list[Scored]:
-        terms = list(dict.fromkeys(analyze(text, analyzer)))
-        if limit <= 0 or not terms:
-            return []
+    def keyword_search_in_process(self, query: RecordQuery, text: str, limit: int,
+                                  analyzer: Analyzer = "plain") -> list[Scored]:
+        """BM25 on the in-process index, whatever the size of the scope."""
         with self._lock:
             admitted = self._admitted(query)
-        if not len(admitted.ids):
+        return super()._keyword_search(query, admitted, text, limit, analyzer)
+
+    def vector_search_in_process(self, query: RecordQuery, vector: Vector,
+                                 limit: int) -> list[Scored]:
+        """Exact search in process, whatever the size of the scope (what HNSW recall is
+        measured against)."""
+        with self._lock:
+            admitted = self._admitted(query)
+        return super()._vector_search(query, admitted, vector, limit)
+
+    def gin_keyword_search(self, query: RecordQuery, text: str, limit: int,
+                           analyzer: Analyzer = "plain") -> list[Scored]:
+        """BM25 computed in the database, whatever the size of the scope."""
+        with self._lock:
+            admitted = self._admitted(query)
+        return self._gin_keyword_search(query, admitted, text, limit, analyzer)
+
+    def _gin_keyword_search(self, query: RecordQuery, admitted: Admitted, text: str,
+                            limit: int, analyzer: Analyzer, k1: float = 1.2,
+                            b: float = 0.75) -> list[Scored]:
+        terms = list(dict.fromkeys(analyze(text, analyzer)))
+        if limit <= 0 or not terms or not len(admitted.ids):
             return []
-        assert admitted.extra is not None
+        assert admitted.extra is not None  # each row's kw_len (``_admitted_rows``)
         where, params = where_clause(query)
         values = bm25_params(params, terms, len(admitted.ids), float(admitted.extra.mean()),
                              k1, b, limit)
@@ -225,12 +245,6 @@ class PostgresStore(SQLCounts, DerivedSearch):
         found = self._retrying(search)
         return self._ranked([r[0] for r in found], [r[1] for r in found],
                             [keyword_score(float(r[2])) for r in found], limit)
-
-    def _admits_more_than(self, query: RecordQuery, threshold: int | None) -> bool:
-        if threshold is None:
-            return False
-        with self._lock:
-            return len(self._admitted(query).ids) > threshold
 
     # --- approximate vector search (pgvector HNSW) for large scopes -----------------------
 
@@ -289,14 +303,17 @@ class PostgresStore(SQLCounts, DerivedSearch):
                 conn.autocommit = False
         return name
 
-    def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
+    def _vector_search(self, query: RecordQuery, admitted: Admitted, vector: Vector,
+                       limit: int) -> list[Scored]:
         """Exact search in process; pgvector HNSW on the scope's own index (iterative scans,
         so filters inside the scope still fill the top k) when the query admits more than
         ``index_threshold`` rows."""
-        if (limit <= 0 or not self._vectors_in_db
-                or not self._admits_more_than(query, self.index_threshold)):
-            return super().vector_search(query, vector, limit)
-        self.ensure_ann_index(query.scope, len(vector))
+        if not self._vectors_in_db or not _above(admitted, self.index_threshold):
+            return super()._vector_search(query, admitted, vector, limit)
+        name = _ann_name(query.scope, len(vector))
+        if self._ann_checked.get(name) != admitted.generation:  # built, and not dropped since
+            self.ensure_ann_index(query.scope, len(vector))
+            self._ann_checked[name] = admitted.generation
         return self.ann_search(query, vector, limit)
 
     def ann_search(self, query: RecordQuery, vector: Vector, limit: int,
@@ -593,11 +610,14 @@ def _keywords(text: str) -> tuple[str, str, int]:
     return tsvector_literal(plain), tsvector_literal([stem(t) for t in plain]), len(plain)
 
 
+def _above(admitted: Admitted, threshold: int | None) -> bool:
+    return threshold is not None and len(admitted.ids) > threshold
+
+
 def _scope_fields(scope: Scope) -> list[tuple[str, str]]:
     """The (column, value) pairs that select a scope's rows."""
-    return [(name, value) for name, value in (("tenant", scope.tenant),
-            ("user_id", scope.user_id), ("agent_id", scope.agent_id),
-            ("session_id", scope.session_id)) if value is not None]
+    return [("tenant", scope.tenant), *((name, getattr(scope, name)) for name in SCOPE_FIELDS
+                                        if getattr(scope, name) is not None)]
 
 
 def _ann_name(scope: Scope, dim: int) -> str:
