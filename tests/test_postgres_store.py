@@ -114,3 +114,28 @@ def test_postgres_schema_upgrade_fills_the_keyword_columns_of_old_rows(
     reopened.close()
     with pytest.raises(StoreError, match="upgrade memlane"):
         PostgresStore(url)
+
+
+def test_postgres_scope_index_builds_once_and_recovers_from_an_interrupted_build(
+        postgres_server: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = PostgresStore(fresh_database(postgres_server), index_threshold=20)
+    rng = random.Random(11)
+    big = SCOPES[0]
+    store.write(WriteBatch(scope=big, inserts=[(record(f"n {i}", big), _vector(rng))
+                                               for i in range(100)]))
+    with ThreadPoolExecutor(4) as pool:  # four builders at once: one index, all see it
+        names = set(pool.map(lambda _: store.ensure_ann_index(big, 8), range(4)))
+    assert len(names) == 1
+    (name,) = names
+    count = "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'memories_ann_%%'"
+    assert store._rows(count) == [(1,)]
+    # a build that died half-way leaves an invalid index behind (CREATE INDEX CONCURRENTLY)
+    store._retrying(lambda c: c.execute(
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", (name,)))
+    assert store.ensure_ann_index(big, 8) == name
+    assert store._rows("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = "
+                       "%s::regclass", (name,)) == [(True,)]
+    assert store._rows(count) == [(1,)]
+    store.close()

@@ -272,36 +272,45 @@ class PostgresStore(SQLCounts, DerivedSearch):
         name = _ann_name(scope, dim)
         if self._rows(_VALID_INDEX, (name,)) == [(True,)]:
             return name
-        sql = self._psycopg.sql
-        predicate = sql.SQL(" AND ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(column), sql.Literal(value))
-            for column, value in _scope_fields(scope))
         with self._pool.connection() as conn:
-            conn.autocommit = True
+            conn.autocommit = True  # CREATE INDEX CONCURRENTLY runs outside a transaction
             try:
-                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
-                state = conn.execute(_VALID_INDEX, (name,)).fetchone()
-                if state is not None and not state[0]:  # an interrupted build
-                    conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-                if state is None or not state[0]:
-                    conn.execute(
-                        "INSERT INTO ann_indexes (tenant, name, user_id, agent_id, session_id, "
-                        "dim) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (scope.tenant, name, scope.user_id, scope.agent_id, scope.session_id,
-                         dim))
-                    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
-                        sql.Literal(self.index_build_memory)))
-                    conn.execute(sql.SQL(
-                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON memories USING hnsw "
-                        "((embedding::vector({})) vector_cosine_ops) WHERE {}").format(
-                            sql.Identifier(name), sql.Literal(int(dim)), predicate))
-                    conn.execute("RESET maintenance_work_mem")
-                    # fresh statistics, or the planner may sort the scope instead
-                    conn.execute("ANALYZE memories")
+                self._build_ann_index(conn, name, scope, dim)
             finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
                 conn.autocommit = False
         return name
+
+    def _build_ann_index(self, conn: Any, name: str, scope: Scope, dim: int) -> None:
+        # poll, not wait: a session waiting on the lock would hold a snapshot that the
+        # holder's CREATE INDEX CONCURRENTLY waits for (a deadlock)
+        while not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                               (name,)).fetchone()[0]:
+            time.sleep(0.1)
+            if conn.execute(_VALID_INDEX, (name,)).fetchone() == (True,):
+                return  # another session built it
+        sql = self._psycopg.sql
+        try:
+            state = conn.execute(_VALID_INDEX, (name,)).fetchone()
+            if state == (True,):
+                return
+            if state is not None:  # an interrupted build left an invalid index
+                conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+            conn.execute(
+                "INSERT INTO ann_indexes (tenant, name, user_id, agent_id, session_id, dim) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (scope.tenant, name, scope.user_id, scope.agent_id, scope.session_id, dim))
+            conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
+                sql.Literal(self.index_build_memory)))
+            conn.execute(sql.SQL(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON memories USING hnsw "
+                "((embedding::vector({})) vector_cosine_ops) WHERE {}").format(
+                    sql.Identifier(name), sql.Literal(int(dim)), sql.SQL(" AND ").join(
+                        sql.SQL("{} = {}").format(sql.Identifier(c), sql.Literal(v))
+                        for c, v in _scope_fields(scope))))
+            conn.execute("RESET maintenance_work_mem")
+            conn.execute("ANALYZE memories")  # or the planner may sort the scope instead
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
     def _vector_search(self, query: RecordQuery, admitted: Admitted, vector: Vector,
                        limit: int) -> list[Scored]:
