@@ -412,7 +412,7 @@ class Memory:
                     usage[key] += int(job.usage.get(key, 0))
         return {"scope": scope.as_dict(), "store": self.store.capabilities.name,
                 "embedder": self.embedder.model_id, "memories": memories,
-                "messages": len(self.store.messages(scope)), "jobs": jobs, "llm_usage": usage}
+                "messages": self.store.count_messages(scope), "jobs": jobs, "llm_usage": usage}
 
     def messages(self, *, user_id: str | None = None, agent_id: str | None = None,
                  session_id: str | None = None, limit: int | None = None,

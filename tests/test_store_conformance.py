@@ -219,3 +219,20 @@ def test_tally_counts_kinds_and_statuses(store: Store) -> None:
     every = RecordQuery(ALICE, statuses=("active", "superseded", "archived", "deleted"))
     assert store.tally(every) == {("turn", "active"): 1, ("fact", "active"): 1,
                                   ("fact", "superseded"): 1}
+
+
+def test_count_messages_follows_the_scope(store: Store) -> None:
+    def message(mid: str, user: str, session: str | None) -> Message:
+        return Message(id=mid, tenant="default", user_id=user, agent_id=None,
+                       session_id=session, role="user", name=None, content=mid,
+                       event_time=T0, created_at=T0)
+
+    store.write(WriteBatch(scope=ALICE, messages=[message("a1", "alice", "s1"),
+                                                  message("a2", "alice", "s2"),
+                                                  message("a3", "alice", "s2")]))
+    store.write(WriteBatch(scope=BOB, messages=[message("b1", "bob", None)]))
+    assert store.count_messages(ALICE) == 3 == len(store.messages(ALICE))
+    assert store.count_messages(Scope("default", "alice", session_id="s2")) == 2
+    assert store.count_messages(BOB) == 1
+    assert store.count_messages(Scope("default")) == 4
+    assert store.count_messages(Scope("other")) == 0

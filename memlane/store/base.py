@@ -149,6 +149,10 @@ class Store(Protocol):
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]: ...
 
+    def count_messages(self, scope: Scope) -> int:
+        """How many raw messages the scope holds."""
+        ...
+
     def get_job(self, tenant: str, job_id: str) -> Job | None: ...
 
     def claim_job(self, tenant: str, job_id: str, now: datetime,

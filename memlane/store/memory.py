@@ -142,6 +142,11 @@ class InMemoryStore:
             events = [e for e in self._history if e.tenant == tenant]
         yield from events
 
+    def count_messages(self, scope: Scope) -> int:
+        with self._lock:
+            return sum(scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)
+                       for m in self._messages.values())
+
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]:
         with self._lock:

@@ -132,6 +132,7 @@ TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "ann_ind
 class PostgresStore(SQLCounts, DerivedSearch):
     """A memlane store in a PostgreSQL database."""
 
+    _mark = "%s"
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
 
     def __init__(self, location: str, *, pool_size: int = 4,

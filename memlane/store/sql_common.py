@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..filters import And, Cmp, Node, Not, Or
-from ..types import SCOPE_FIELDS
+from ..types import SCOPE_FIELDS, Scope
 from .base import RecordQuery
+from .rows import scope_condition
 
 Params = list[Any]
 Leaf = Callable[[Cmp, str], tuple[str, Params]]
@@ -40,7 +41,10 @@ def compile_tree(node: Node, alias: str, leaf: Leaf, json_leaf: Leaf,
 
 
 class SQLCounts:
-    """``count`` and ``tally`` for a store with ``_rows`` and a dialect's ``_where``."""
+    """``count``, ``tally`` and ``count_messages`` for a store with ``_rows``, a dialect's
+    ``_where`` and its parameter marker ``_mark``."""
+
+    _mark: str
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError
@@ -57,3 +61,8 @@ class SQLCounts:
         rows = self._rows(f"SELECT m.kind, m.status, count(*) FROM memories m WHERE {where} "
                           "GROUP BY m.kind, m.status", params)
         return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    def count_messages(self, scope: Scope) -> int:
+        parts, params = scope_condition(scope, self._mark)
+        return int(self._rows(f"SELECT count(*) FROM messages WHERE {' AND '.join(parts)}",
+                              params)[0][0])

@@ -49,6 +49,7 @@ _M_COLS = ", ".join(f"m.{c.strip()}" for c in codec.COLS.split(","))
 class SQLiteStore(SQLCounts, DerivedSearch):
     """A memlane store in one SQLite file (or ``:memory:`` for a private database)."""
 
+    _mark = "?"
     capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True)
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0,
