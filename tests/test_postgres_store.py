@@ -103,6 +103,8 @@ def test_postgres_schema_upgrade_fills_the_keyword_columns_of_old_rows(
         conn.execute("ALTER TABLE memories DROP COLUMN kw_plain, DROP COLUMN kw_stem, "
                      "DROP COLUMN kw_len")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        conn.execute("CREATE INDEX memories_hnsw_8 ON memories USING hnsw "  # version 1 had
+                     "((embedding::vector(8)) vector_cosine_ops)")  # one table-wide index
     reopened = PostgresStore(url, index_threshold=5)
     after = reopened.gin_keyword_search(RecordQuery(scope), "tram cat", 10, "stem")
     assert len(before) == 9
@@ -110,6 +112,8 @@ def test_postgres_schema_upgrade_fills_the_keyword_columns_of_old_rows(
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
             == ("2",)
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                            "'memories_hnsw_8'").fetchone() == (0,)
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     reopened.close()
     with pytest.raises(StoreError, match="upgrade memlane"):
