@@ -4,18 +4,26 @@ Two analyzers turn text into keyword terms. ``plain``: lowercase alphanumeric to
 stopwords (the reference BM25 setting). ``stem``: the same, with common English inflections
 stripped (``painting``, ``paints`` and ``painted`` all become ``paint``), which finds
 evidence phrased in another form than the question.
+
+Tokens are runs of letters and digits of any script, after Unicode NFKC normalization and
+case folding (``Straße`` and ``STRASSE`` are both ``strasse``). Runs longer than
+``MAX_TOKEN_CHARS`` (encoded blobs, hashes) are not tokens. Text without spaces between
+words (Chinese, Japanese) is not segmented: a run is one token.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Literal
 
 Analyzer = Literal["plain", "stem"]
 ANALYZERS: tuple[Analyzer, ...] = ("plain", "stem")
 
-_TOKEN = re.compile(r"[a-z0-9]+")
+MAX_TOKEN_CHARS = 100
+_TOKEN = re.compile(rf"(?<![^\W_])[^\W_]{{1,{MAX_TOKEN_CHARS}}}(?![^\W_])")
+_ASCII_TOKEN = re.compile(r"[a-z0-9]+")
 
 STOPWORDS = frozenset(
     """a an and are as at be but by did do does for from had has have he her his how i if in
@@ -29,8 +37,12 @@ _MIN_STEM = 3
 
 
 def tokens(text: str) -> list[str]:
-    """Lowercase alphanumeric tokens, in order, stopwords included."""
-    return _TOKEN.findall(text.lower())
+    """Case-folded alphanumeric tokens, in order, stopwords included."""
+    if text.isascii():  # the common case, about twice as fast
+        found: list[str] = _ASCII_TOKEN.findall(text.lower())
+        if max(map(len, found), default=0) <= MAX_TOKEN_CHARS:
+            return found
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def terms(text: str) -> list[str]:

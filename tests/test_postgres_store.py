@@ -111,7 +111,7 @@ def test_postgres_schema_upgrade_fills_the_keyword_columns_of_old_rows(
     assert [(h.record.id, h.score) for h in after] == [(h.record.id, h.score) for h in before]
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
-            == ("2",)
+            == ("3",)
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = "
                             "'memories_hnsw_8'").fetchone() == (0,)
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")

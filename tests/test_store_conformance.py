@@ -236,3 +236,14 @@ def test_count_messages_follows_the_scope(store: Store) -> None:
     assert store.count_messages(BOB) == 1
     assert store.count_messages(Scope("default")) == 4
     assert store.count_messages(Scope("other")) == 0
+
+
+def test_long_tokens_and_any_script_are_searchable(store: Store) -> None:
+    blob = record("key " + "a" * 5000 + " in lisbon", ALICE)  # a token no one searches for
+    greek = record("Το καφέ στη Λισαβόνα", ALICE)
+    german = record("Die Straße am Fluss", ALICE)
+    put(store, ALICE, (blob, vec(1)), (greek, vec(2)), (german, vec(3)))
+    query = RecordQuery(ALICE)
+    assert [h.record.id for h in store.keyword_search(query, "lisbon", 5)] == [blob.id]
+    assert [h.record.id for h in store.keyword_search(query, "ΛΙΣΑΒΌΝΑ", 5)] == [greek.id]
+    assert [h.record.id for h in store.keyword_search(query, "strasse", 5)] == [german.id]

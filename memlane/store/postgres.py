@@ -123,8 +123,9 @@ KEYWORD_INDEXES = [
     "CREATE INDEX IF NOT EXISTS memories_kw_plain ON memories USING gin (kw_plain)",
     "CREATE INDEX IF NOT EXISTS memories_kw_stem ON memories USING gin (kw_stem)",
 ]
-SCHEMA_VERSION = 2
-"""1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled)."""
+SCHEMA_VERSION = 3
+"""1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled);
+3: the terms recomputed with the tokenizer of any script."""
 BACKFILL_BATCH = 5_000
 TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "ann_indexes", "meta")
 
@@ -172,10 +173,12 @@ class PostgresStore(SQLCounts, DerivedSearch):
         if current > SCHEMA_VERSION:
             raise StoreError(f"the database has schema version {current}; this memlane "
                              f"knows up to {SCHEMA_VERSION}: upgrade memlane")
-        if current < 2:
+        if current < 3:
             for statement in KEYWORDS:
                 conn.execute(statement)
-            while True:  # rows written before version 2 get their terms
+            if current == 2:  # terms of the ASCII-only tokenizer: recompute them
+                conn.execute("UPDATE memories SET kw_len = NULL")
+            while True:  # rows without (current) terms get them
                 rows = conn.execute("SELECT rid, text, speaker FROM memories WHERE kw_len IS "
                                     "NULL LIMIT %s", (BACKFILL_BATCH,)).fetchall()
                 if not rows:

@@ -127,8 +127,9 @@ _POSITIONS = [",".join(map(str, range(1, n + 1))) for n in range(MAX_TF + 1)]
 
 def tsvector_literal(terms: list[str]) -> str:
     """A tsvector holding each term with as many positions as it occurs, so that
-    ``cardinality(positions)`` is its term frequency. Terms are ``[a-z0-9]+``
-    (``text.tokens``), so they need no escaping."""
+    ``cardinality(positions)`` is its term frequency. Terms are runs of letters and digits
+    of at most 100 characters (``text.tokens``): no quote or backslash to escape, and within
+    the lexeme size limit."""
     return " ".join(f"'{t}':{_POSITIONS[min(n, MAX_TF)]}" for t, n in Counter(terms).items())
 
 
