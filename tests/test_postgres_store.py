@@ -13,6 +13,7 @@ import pytest
 
 from memlane.dev.postgres import fresh_database
 from memlane.errors import StoreError
+from memlane.filters import parse
 from memlane.store import RecordQuery, WriteBatch
 from memlane.store.postgres import PostgresStore
 
@@ -74,7 +75,9 @@ def test_postgres_keyword_search_of_a_large_scope_runs_in_the_database(
     rng = random.Random(9)
     big, small = SCOPES[0], SCOPES[1]
     texts = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(200)]
-    store.write(WriteBatch(scope=big, inserts=[(record(t, big), _vector(rng)) for t in texts]))
+    store.write(WriteBatch(scope=big, inserts=[
+        (record(t, big, metadata={"n": i}, kind="fact" if i % 3 else "turn"), _vector(rng))
+        for i, t in enumerate(texts)]))
     store.write(WriteBatch(scope=small, inserts=[(record("cats", small), _vector(rng))]))
     got = store.keyword_search(RecordQuery(big), "booking cats", 10, "stem")
     assert len(got) == 10 and not store._keyword  # the process indexed nothing
@@ -83,6 +86,14 @@ def test_postgres_keyword_search_of_a_large_scope_runs_in_the_database(
     in_process = store.keyword_search_in_process(RecordQuery(big), "booking cats", 10, "stem")
     assert [h.record.id for h in got] == [h.record.id for h in in_process]
     np.testing.assert_allclose([h.score for h in got], [h.score for h in in_process], rtol=1e-5)
+    # filters narrow the statistics as well as the results, on both paths
+    narrow = RecordQuery(big, kinds=("fact",), filters=parse({"metadata.n": {"gte": 60}}))
+    for analyzer in ("plain", "stem"):
+        want = store.keyword_search_in_process(narrow, "cat booked rain", 20, analyzer)
+        got = store.gin_keyword_search(narrow, "cat booked rain", 20, analyzer)
+        assert len(got) == 20
+        assert [h.record.id for h in got] == [h.record.id for h in want]
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=1e-5)
     store.close()
 
 
