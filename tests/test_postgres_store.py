@@ -154,3 +154,30 @@ def test_postgres_scope_index_builds_once_and_recovers_from_an_interrupted_build
                        "%s::regclass", (name,)) == [(True,)]
     assert store._rows(count) == [(1,)]
     store.close()
+
+
+@pytest.mark.parametrize("text", [
+    "common lisbon",         # the best rows holding "lisbon" outscore "common" alone
+    "common zebra",          # too few rows hold "zebra": every matching row is scored
+    "common usual lisbon",   # two frequent terms left out of the candidates
+    "common usual",          # only frequent terms: the rarer of them stays a candidate
+])
+def test_postgres_in_database_bm25_with_frequent_terms_is_exact(postgres_server: str,
+                                                                text: str) -> None:
+    store = PostgresStore(fresh_database(postgres_server), keyword_threshold=0)
+    rng = random.Random(4)
+    scope = SCOPES[0]
+    texts = []
+    for i in range(400):
+        words = ["common"] * rng.randint(1, 3) + rng.choices(WORDS, k=rng.randint(2, 9))
+        words += ["usual"] if i % 2 else []
+        words += ["zebra"] if i % 100 == 0 else []
+        texts.append(" ".join(rng.sample(words, len(words))))
+    store.write(WriteBatch(scope=scope, inserts=[(record(t, scope), _vector(rng))
+                                                 for t in texts]))
+    for limit in (5, 50):
+        want = store.keyword_search_in_process(RecordQuery(scope), text, limit)
+        got = store.keyword_search(RecordQuery(scope), text, limit)
+        assert [h.record.id for h in got] == [h.record.id for h in want]
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=1e-5)
+    store.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -50,6 +51,8 @@ from .postgres_sql import (
     KEYWORD_COLUMNS,
     bm25_params,
     bm25_sql,
+    document_frequencies_sql,
+    tsquery_literal,
     tsvector_literal,
     where_clause,
 )
@@ -233,18 +236,44 @@ class PostgresStore(SQLCounts, DerivedSearch):
     def _gin_keyword_search(self, query: RecordQuery, admitted: Admitted, text: str,
                             limit: int, analyzer: Analyzer, k1: float = 1.2,
                             b: float = 0.75) -> list[Scored]:
+        """Exact BM25 in SQL. Document frequencies are counted first (GIN); then, as in
+        MaxScore, terms held by more than a tenth of the rows are left out of the candidate
+        set when the best ``limit`` rows holding a rarer term all score more than those
+        frequent terms could add together; otherwise every matching row is scored."""
         terms = list(dict.fromkeys(analyze(text, analyzer)))
         if limit <= 0 or not terms or not len(admitted.ids):
             return []
         assert admitted.extra is not None  # each row's kw_len (``_admitted_rows``)
         where, params = where_clause(query)
-        values = bm25_params(params, terms, len(admitted.ids), float(admitted.extra.mean()),
-                             k1, b, limit)
+        column = KEYWORD_COLUMNS[analyzer]
+        n_docs, mean_length = len(admitted.ids), float(admitted.extra.mean())
 
         def search(conn: Any) -> list[Any]:
             conn.execute("SET LOCAL work_mem = '64MB'")  # the scored rows, without spilling
-            return conn.execute(  # type: ignore[no-any-return]
-                bm25_sql(where, KEYWORD_COLUMNS[analyzer]), values).fetchall()
+            counts = conn.execute(document_frequencies_sql(where, column, len(terms)), [
+                *(tsquery_literal([t]) for t in terms), tsquery_literal(terms), *params,
+            ]).fetchone()
+            df = {t: int(c) for t, c in zip(terms, counts, strict=True) if c}
+            present = [t for t in terms if t in df]
+            if not present:
+                return []
+
+            def scored(candidates: list[str]) -> list[Any]:
+                return conn.execute(  # type: ignore[no-any-return]
+                    bm25_sql(where, column), bm25_params(
+                        params, present, [df[t] for t in present], candidates, n_docs,
+                        mean_length, k1, b, limit)).fetchall()
+
+            frequent = sorted((t for t in present if 10 * df[t] > n_docs),
+                              key=lambda t: -df[t])[: len(present) - 1]
+            if not frequent:
+                return scored(present)
+            rows = scored([t for t in present if t not in frequent])
+            ceiling = sum(math.log(1 + (n_docs - df[t] + 0.5) / (df[t] + 0.5)) * (k1 + 1)
+                          for t in frequent)  # no row of frequent terms alone reaches it
+            if len(rows) == limit and float(rows[-1][2]) > ceiling * (1 + 1e-9):
+                return rows
+            return scored(present)
 
         found = self._retrying(search)
         return self._ranked([r[0] for r in found], [r[1] for r in found],

@@ -138,27 +138,35 @@ def tsquery_literal(terms: list[str]) -> str:
     return " | ".join(f"'{t}'" for t in terms)
 
 
+def document_frequencies_sql(where: str, column: str, n_terms: int) -> str:
+    """How many admitted rows hold each of ``n_terms`` terms. Parameters: one tsquery per
+    term, the tsquery of them all, the where-clause values."""
+    counts = ", ".join([f"count(*) FILTER (WHERE m.{column} @@ %s::tsquery)"] * n_terms)
+    return f"SELECT {counts} FROM memories m WHERE m.{column} @@ %s::tsquery AND {where}"
+
+
 def bm25_sql(where: str, column: str) -> str:
-    """Okapi BM25 of the rows ``where`` admits, best first, ties by id, as the in-process
-    index computes it: statistics (N, average length, document frequency) over exactly the
-    admitted rows; N and the average length come in as parameters (the caller holds the
-    admitted rows), document frequencies are counted here. Parameters: ``bm25_params``."""
+    """Okapi BM25 of the admitted rows that hold one of the candidate terms, best first,
+    ties by id, as the in-process index computes it. Every query term counts in the score;
+    the statistics (N, average length, each term's document frequency over the admitted
+    rows) come in as parameters (``bm25_params``)."""
     return f"""
         WITH k AS (SELECT %s::float8 AS n, %s::float8 AS avgdl, %s::float8 AS k1,
                           %s::float8 AS b),
+        d AS (SELECT * FROM unnest(%s::text[], %s::float8[]) AS d(lexeme, df)),
         hits AS MATERIALIZED (
             SELECT m.rid, m.id, m.version, m.kw_len, u.lexeme, cardinality(u.positions) AS tf
             FROM memories m, unnest(m.{column}) u
-            WHERE u.lexeme = ANY(%s) AND m.{column} @@ %s::tsquery AND {where}),
-        df AS (SELECT lexeme, count(*)::float8 AS df FROM hits GROUP BY lexeme)
+            WHERE u.lexeme = ANY(%s) AND m.{column} @@ %s::tsquery AND {where})
         SELECT h.rid, h.version, sum(
             ln(1 + (k.n - d.df + 0.5) / (d.df + 0.5)) * h.tf * (k.k1 + 1)
             / (h.tf + k.k1 * (1 - k.b + k.b * h.kw_len / greatest(k.avgdl, 1e-9)))) AS score
-        FROM hits h JOIN df d USING (lexeme) CROSS JOIN k
+        FROM hits h JOIN d USING (lexeme) CROSS JOIN k
         GROUP BY h.rid, h.id, h.version
         ORDER BY score DESC, h.id COLLATE "C" LIMIT %s"""
 
 
-def bm25_params(params: Params, terms: list[str], n_docs: int, mean_length: float,
-                k1: float, b: float, limit: int) -> Params:
-    return [n_docs, mean_length, k1, b, terms, tsquery_literal(terms), *params, limit]
+def bm25_params(params: Params, terms: list[str], dfs: list[int], candidates: list[str],
+                n_docs: int, mean_length: float, k1: float, b: float, limit: int) -> Params:
+    return [n_docs, mean_length, k1, b, terms, [float(x) for x in dfs], terms,
+            tsquery_literal(candidates), *params, limit]
