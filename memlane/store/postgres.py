@@ -206,7 +206,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
         """BM25 in process, or in the database (GIN index on the analyzer's tsvector
         column, same formula and statistics) when a query admits more than
         ``keyword_threshold`` rows: more than a process should index itself. (In process is
-        much faster: the database scores every admitted row holding a query term.)"""
+        much faster: the database reads every admitted row holding a query term.)"""
         if _above(admitted, self.keyword_threshold):
             return self._gin_keyword_search(query, admitted, text, limit, analyzer)
         return super()._keyword_search(query, admitted, text, limit, analyzer)
