@@ -19,7 +19,7 @@ from .llm.base import LLM
 from .read import context as packing
 from .read import search as pipeline
 from .store import RecordQuery, RecordUpdate, Store, WriteBatch, open_store
-from .store.base import EraseCounts
+from .store.base import USAGE_KEYS, EraseCounts
 from .timeutil import TimeLike, parse_time, utcnow
 from .types import (
     JOB_STATUSES,
@@ -403,13 +403,9 @@ class Memory:
         memories: dict[str, dict[str, int]] = {}
         for (kind, status), n in sorted(tally.items()):
             memories.setdefault(kind, {})[status] = n
-        jobs: dict[str, int] = {}
-        usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
-        for job in self.store.find_jobs(self.tenant, limit=10**9):
-            if scope.contains(job.tenant, job.user_id, job.agent_id, job.session_id):
-                jobs[job.status] = jobs.get(job.status, 0) + 1
-                for key in usage:
-                    usage[key] += int(job.usage.get(key, 0))
+        job_tally = self.store.tally_jobs(scope)
+        jobs = {status: count for status, (count, _) in sorted(job_tally.items())}
+        usage = {k: sum(u[k] for _, u in job_tally.values()) for k in USAGE_KEYS}
         return {"scope": scope.as_dict(), "store": self.store.capabilities.name,
                 "embedder": self.embedder.model_id, "memories": memories,
                 "messages": self.store.count_messages(scope), "jobs": jobs, "llm_usage": usage}

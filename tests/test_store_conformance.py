@@ -11,7 +11,7 @@ import pytest
 from memlane.errors import ConflictError, InvalidInputError
 from memlane.ids import new_id
 from memlane.store import RecordQuery, RecordUpdate, Store, WriteBatch
-from memlane.types import HistoryEvent, MemoryRecord, Message, Scope, content_hash
+from memlane.types import HistoryEvent, Job, MemoryRecord, Message, Scope, content_hash
 
 T0 = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
 DIM = 8
@@ -247,3 +247,25 @@ def test_long_tokens_and_any_script_are_searchable(store: Store) -> None:
     assert [h.record.id for h in store.keyword_search(query, "lisbon", 5)] == [blob.id]
     assert [h.record.id for h in store.keyword_search(query, "ΛΙΣΑΒΌΝΑ", 5)] == [greek.id]
     assert [h.record.id for h in store.keyword_search(query, "strasse", 5)] == [german.id]
+
+
+def test_tally_jobs_counts_statuses_and_sums_usage_within_the_scope(store: Store) -> None:
+    def job(user: str, session: str | None, status: str, usage: dict[str, int]) -> Job:
+        return Job(id=new_id(), tenant="default", user_id=user, agent_id=None,
+                   session_id=session, add_key=new_id(), memory_ids=(), status=status,
+                   attempts=1, created_at=T0, updated_at=T0, usage=usage)
+
+    alice = [job("alice", "s1", "done", {"calls": 2, "prompt_tokens": 900,
+                                         "completion_tokens": 80}),
+             job("alice", "s2", "done", {"calls": 1, "prompt_tokens": 400}),
+             job("alice", "s2", "failed", {})]
+    store.write(WriteBatch(scope=ALICE, jobs=alice))
+    store.write(WriteBatch(scope=BOB, jobs=[job("bob", None, "pending", {"calls": 5})]))
+    none = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    assert store.tally_jobs(ALICE) == {
+        "done": (2, {"calls": 3, "prompt_tokens": 1300, "completion_tokens": 80}),
+        "failed": (1, none)}
+    assert store.tally_jobs(Scope("default", "alice", session_id="s1")) == {
+        "done": (1, {"calls": 2, "prompt_tokens": 900, "completion_tokens": 80})}
+    assert store.tally_jobs(Scope("default"))["pending"] == (1, {**none, "calls": 5})
+    assert store.tally_jobs(Scope("other")) == {}

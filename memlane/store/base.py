@@ -34,6 +34,10 @@ class StoreCapabilities:
     vector_search: bool = True
 
 
+USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens")
+"""The counters of a job's ``usage``."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecordQuery:
     """Which records a read may see: always a scope, then optional narrowing."""
@@ -164,6 +168,11 @@ class Store(Protocol):
     def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
                   limit: int = 100) -> list[Job]:
         """Jobs of a tenant, oldest first."""
+        ...
+
+    def tally_jobs(self, scope: Scope) -> dict[str, tuple[int, dict[str, int]]]:
+        """Per job status in the scope: how many jobs, and the sum of their usage counters
+        (``USAGE_KEYS``)."""
         ...
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:

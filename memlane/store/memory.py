@@ -15,6 +15,7 @@ from ..read.bm25 import bm25_scores
 from ..text import Analyzer
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
+    USAGE_KEYS,
     EraseCounts,
     RecordQuery,
     StoreCapabilities,
@@ -168,6 +169,17 @@ class InMemoryStore:
     def get_job(self, tenant: str, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
         return job if job is not None and job.tenant == tenant else None
+
+    def tally_jobs(self, scope: Scope) -> dict[str, tuple[int, dict[str, int]]]:
+        out: dict[str, tuple[int, dict[str, int]]] = {}
+        with self._lock:
+            jobs = [j for j in self._jobs.values()
+                    if scope.contains(j.tenant, j.user_id, j.agent_id, j.session_id)]
+        for job in jobs:
+            count, usage = out.get(job.status, (0, dict.fromkeys(USAGE_KEYS, 0)))
+            out[job.status] = (count + 1, {k: usage[k] + int(job.usage.get(k, 0))
+                                           for k in USAGE_KEYS})
+        return out
 
     def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
                   limit: int = 100) -> list[Job]:

@@ -137,6 +137,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
     """A memlane store in a PostgreSQL database."""
 
     _mark = "%s"
+    _usage_number = "(usage ->> '{key}')::bigint"
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
 
     def __init__(self, location: str, *, pool_size: int = 4,

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..filters import And, Cmp, Node, Not, Or
 from ..types import SCOPE_FIELDS, Scope
-from .base import RecordQuery
+from .base import USAGE_KEYS, RecordQuery
 from .rows import scope_condition
 
 Params = list[Any]
@@ -66,3 +66,15 @@ class SQLCounts:
         parts, params = scope_condition(scope, self._mark)
         return int(self._rows(f"SELECT count(*) FROM messages WHERE {' AND '.join(parts)}",
                               params)[0][0])
+
+    _usage_number: str
+    """SQL of one usage counter as a number, ``{key}`` standing for its name."""
+
+    def tally_jobs(self, scope: Scope) -> dict[str, tuple[int, dict[str, int]]]:
+        parts, params = scope_condition(scope, self._mark)
+        sums = ", ".join(f"coalesce(sum({self._usage_number.format(key=k)}), 0)"
+                         for k in USAGE_KEYS)
+        rows = self._rows(f"SELECT status, count(*), {sums} FROM jobs WHERE "
+                          f"{' AND '.join(parts)} GROUP BY status", params)
+        return {r[0]: (int(r[1]), {k: int(v) for k, v in zip(USAGE_KEYS, r[2:], strict=True)})
+                for r in rows}

@@ -50,6 +50,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
     """A memlane store in one SQLite file (or ``:memory:`` for a private database)."""
 
     _mark = "?"
+    _usage_number = "json_extract(usage, '$.{key}')"
     capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True)
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0,
