@@ -35,8 +35,8 @@ class Admitted(NamedTuple):
     ids: npt.NDArray[np.int64]
     versions: npt.NDArray[np.int64]
     matrices: dict[int, npt.NDArray[np.float32]]
-    extra: npt.NDArray[np.float64] | None
-    """A third column of the admitted rows, if the store returns one."""
+    lengths: npt.NDArray[np.float64] | None
+    """Each row's keyword term count, if the store returns it (a third column)."""
 
 
 def scope_key(scope: Scope) -> tuple[str, ...]:
@@ -66,8 +66,8 @@ class DerivedSearch:
         raise NotImplementedError
 
     def _admitted_rows(self, query: RecordQuery) -> list[Any]:
-        """The (row id, version) rows the query admits; a store may add a third, numeric
-        column that it wants kept with them (``Admitted.extra``)."""
+        """The (row id, version) rows the query admits; a store that searches keywords in
+        the database adds each row's term count (``Admitted.lengths``)."""
         raise NotImplementedError
 
     def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:

@@ -244,10 +244,10 @@ class PostgresStore(SQLCounts, DerivedSearch):
         terms = list(dict.fromkeys(analyze(text, analyzer)))
         if limit <= 0 or not terms or not len(admitted.ids):
             return []
-        assert admitted.extra is not None  # each row's kw_len (``_admitted_rows``)
+        assert admitted.lengths is not None  # each row's kw_len (``_admitted_rows``)
         where, params = where_clause(query)
         column = KEYWORD_COLUMNS[analyzer]
-        n_docs, mean_length = len(admitted.ids), float(admitted.extra.mean())
+        n_docs, mean_length = len(admitted.ids), float(admitted.lengths.mean())
 
         def search(conn: Any) -> list[Any]:
             conn.execute("SET LOCAL work_mem = '64MB'")  # the scored rows, without spilling
