@@ -26,7 +26,6 @@ from ..errors import ConflictError, InvalidInputError, StoreError, missing_extra
 from ..text import Analyzer, analyze, stem
 from ..timeutil import to_text
 from ..types import (
-    SCOPE_FIELDS,
     HistoryEvent,
     Job,
     MemoryRecord,
@@ -340,7 +339,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
                 "((embedding::vector({})) vector_cosine_ops) WHERE {}").format(
                     sql.Identifier(name), sql.Literal(int(dim)), sql.SQL(" AND ").join(
                         sql.SQL("{} = {}").format(sql.Identifier(c), sql.Literal(v))
-                        for c, v in _scope_fields(scope))))
+                        for c, v in codec.scope_pairs(scope))))
             conn.execute("RESET maintenance_work_mem")
             conn.execute("ANALYZE memories")  # or the planner may sort the scope instead
         finally:
@@ -372,7 +371,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
             # the scope as literals too, so the planner can match the scope's partial index
             scope = " AND ".join(
                 sql.SQL("m.{} = {}").format(sql.Identifier(c), sql.Literal(v)).as_string(conn)
-                for c, v in _scope_fields(query.scope))
+                for c, v in codec.scope_pairs(query.scope))
             return conn.execute(  # type: ignore[no-any-return]
                 f"SELECT m.rid, m.version, m.embedding::vector({dim}) <=> %s::vector({dim}) "
                 f"AS d FROM memories m WHERE {scope} AND {where} ORDER BY d LIMIT %s",
@@ -550,7 +549,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]:
-        where, params = _scope_where(scope)
+        where, params = self._scope_where(scope)
         rows = self._rows(f"SELECT {_MSG_SELECT} FROM messages WHERE {where} ORDER BY "
                           'event_time COLLATE "C", rid LIMIT %s OFFSET %s',
                           (*params, limit, offset))
@@ -599,7 +598,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
     # --- forgetting ----------------------------------------------------------------------
 
     def erase(self, scope: Scope) -> EraseCounts:
-        where, params = _scope_where(scope)
+        where, params = self._scope_where(scope)
 
         def erase(conn: Any) -> EraseCounts:
             gone = [r[0] for r in conn.execute(f"SELECT id FROM memories WHERE {where}",
@@ -657,12 +656,6 @@ def _above(admitted: Admitted, threshold: int | None) -> bool:
     return threshold is not None and len(admitted.ids) > threshold
 
 
-def _scope_fields(scope: Scope) -> list[tuple[str, str]]:
-    """The (column, value) pairs that select a scope's rows."""
-    return [("tenant", scope.tenant), *((name, getattr(scope, name)) for name in SCOPE_FIELDS
-                                        if getattr(scope, name) is not None)]
-
-
 def _ann_name(scope: Scope, dim: int) -> str:
     """A stable index name for a scope's HNSW index (scope values hashed, not spelled)."""
     key = "\0".join([scope.tenant, scope.user_id or "", scope.agent_id or "",
@@ -679,9 +672,5 @@ def _literal(vector: Vector) -> str:
     """pgvector's text form (one format call: the rows of a bulk load spend their time here)."""
     return _vector_format(len(vector)) % tuple(vector.tolist())
 
-
-def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
-    parts, params = codec.scope_condition(scope, "%s")
-    return " AND ".join(parts), params
 
 

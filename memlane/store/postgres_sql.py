@@ -8,39 +8,23 @@ order, as Python compares strings).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from ..filters import Cmp, Node, same_type
-from ..timeutil import to_text
-from .base import AS_OF_STATUSES, RecordQuery
-from .rows import scope_condition
-from .sql_common import compile_tree
+from .base import RecordQuery
+from .sql_common import ORDER_SQL, compile_tree, record_where
 
 Params = list[Any]
-_ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
-    parts, params = scope_condition(query.scope, "%s", alias)
-    if query.kinds is not None:
-        parts.append(f"{alias}.kind = ANY(%s)")
-        params.append(list(query.kinds))
-    if query.exclude_kinds:
-        parts.append(f"NOT ({alias}.kind = ANY(%s))")
-        params.append(list(query.exclude_kinds))
-    if query.as_of is None:
-        parts.append(f"{alias}.status = ANY(%s)")
-        params.append(list(query.statuses))
-    else:
-        moment = to_text(query.as_of)
-        parts.append(f"{alias}.status = ANY(%s) AND {alias}.valid_from <= %s AND "
-                     f"({alias}.valid_to IS NULL OR {alias}.valid_to > %s)")
-        params.extend([list(AS_OF_STATUSES), moment, moment])
-    if query.filters is not None:
-        sql, fparams = compile_filter(query.filters, alias)
-        parts.append(sql)
-        params.extend(fparams)
-    return " AND ".join(parts), params
+    """The WHERE clause that admits exactly what ``query.admits`` admits."""
+    return record_where(query, alias, "%s", _member, compile_filter)
+
+
+def _member(expr: str, values: Sequence[str]) -> tuple[str, Params]:
+    return f"{expr} = ANY(%s)", [list(values)]
 
 
 def compile_filter(node: Node, alias: str = "m") -> tuple[str, Params]:
@@ -65,8 +49,8 @@ def _column_leaf(node: Cmp, col: str) -> tuple[str, Params]:
     if op == "contains":
         return f"strpos({col}, %s) > 0", [value]
     if isinstance(value, str):
-        return f'{col} COLLATE "C" {_ORDER_SQL[op]} %s', [value]
-    return f"{col} {_ORDER_SQL[op]} %s", [value]
+        return f'{col} COLLATE "C" {ORDER_SQL[op]} %s', [value]
+    return f"{col} {ORDER_SQL[op]} %s", [value]
 
 
 def _json_type(value: Any) -> str:
@@ -97,7 +81,7 @@ def _json_leaf(node: Cmp, meta: str) -> tuple[str, Params]:
         return _json_contains(meta, path, value)
     kind = _json_type(value)
     expr = f"({meta} #>> %s)::float8" if kind == "number" else f'({meta} #>> %s) COLLATE "C"'
-    return (f"(jsonb_typeof({meta} #> %s) = '{kind}' AND {expr} {_ORDER_SQL[op]} %s)",
+    return (f"(jsonb_typeof({meta} #> %s) = '{kind}' AND {expr} {ORDER_SQL[op]} %s)",
             [path, path, value])
 
 

@@ -104,14 +104,15 @@ def event(row: Sequence[Any]) -> HistoryEvent:
                         at=from_text(row[9]))
 
 
+def scope_pairs(scope: Scope) -> list[tuple[str, str]]:
+    """The (column, value) pairs that select the rows inside ``scope``."""
+    return [("tenant", scope.tenant), *((name, getattr(scope, name)) for name in SCOPE_FIELDS
+                                        if getattr(scope, name) is not None)]
+
+
 def scope_condition(scope: Scope, mark: str, alias: str = "") -> tuple[list[str], list[Any]]:
     """SQL conditions (joined with AND by the caller) for the rows inside ``scope``;
     ``mark`` is the driver's parameter marker."""
     prefix = f"{alias}." if alias else ""
-    parts, params = [f"{prefix}tenant = {mark}"], [scope.tenant]
-    for name in SCOPE_FIELDS:
-        value = getattr(scope, name)
-        if value is not None:
-            parts.append(f"{prefix}{name} = {mark}")
-            params.append(value)
-    return parts, params
+    pairs = scope_pairs(scope)
+    return [f"{prefix}{name} = {mark}" for name, _ in pairs], [value for _, value in pairs]

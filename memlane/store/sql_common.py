@@ -1,5 +1,6 @@
-"""What the SQL stores share beyond row encoding: the walk over a filter tree, and the
-queries that only differ by the dialect's WHERE clause."""
+"""What the SQL stores share beyond row encoding: the WHERE clause of a record query and
+the walk over a filter tree (given the dialect's pieces), and the queries that only differ
+by the dialect."""
 
 from __future__ import annotations
 
@@ -7,13 +8,41 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..filters import And, Cmp, Node, Not, Or
+from ..timeutil import to_text
 from ..types import SCOPE_FIELDS, Scope
-from .base import USAGE_KEYS, RecordQuery
+from .base import AS_OF_STATUSES, USAGE_KEYS, RecordQuery
 from .rows import scope_condition
 
 Params = list[Any]
 Leaf = Callable[[Cmp, str], tuple[str, Params]]
 """Compile one comparison, given the SQL expression of its field (or metadata column)."""
+Member = Callable[[str, Sequence[str]], tuple[str, Params]]
+"""``expr`` is one of ``values``, in the dialect's form."""
+ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def record_where(query: RecordQuery, alias: str, mark: str, member: Member,
+                 compile_filter: Callable[[Node, str], tuple[str, Params]]) -> tuple[str, Params]:
+    """The WHERE clause that admits exactly what ``query.admits`` admits."""
+    parts, params = scope_condition(query.scope, mark, alias)
+
+    def add(sql: str, values: Params) -> None:
+        parts.append(sql)
+        params.extend(values)
+
+    if query.kinds is not None:
+        add(*member(f"{alias}.kind", query.kinds))
+    if query.exclude_kinds:
+        sql, values = member(f"{alias}.kind", query.exclude_kinds)
+        add(f"NOT ({sql})", values)
+    add(*member(f"{alias}.status", query.statuses if query.as_of is None else AS_OF_STATUSES))
+    if query.as_of is not None:
+        moment = to_text(query.as_of)
+        add(f"{alias}.valid_from <= {mark} AND ({alias}.valid_to IS NULL OR "
+            f"{alias}.valid_to > {mark})", [moment, moment])
+    if query.filters is not None:
+        add(*compile_filter(query.filters, alias))
+    return " AND ".join(parts), params
 
 
 def column(field: str, alias: str) -> str:
@@ -62,19 +91,23 @@ class SQLCounts:
                           "GROUP BY m.kind, m.status", params)
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
-    def count_messages(self, scope: Scope) -> int:
+    def _scope_where(self, scope: Scope) -> tuple[str, Params]:
+        """The rows inside ``scope`` of a table with scope columns (no alias)."""
         parts, params = scope_condition(scope, self._mark)
-        return int(self._rows(f"SELECT count(*) FROM messages WHERE {' AND '.join(parts)}",
-                              params)[0][0])
+        return " AND ".join(parts), params
+
+    def count_messages(self, scope: Scope) -> int:
+        where, params = self._scope_where(scope)
+        return int(self._rows(f"SELECT count(*) FROM messages WHERE {where}", params)[0][0])
 
     _usage_number: str
     """SQL of one usage counter as a number, ``{key}`` standing for its name."""
 
     def tally_jobs(self, scope: Scope) -> dict[str, tuple[int, dict[str, int]]]:
-        parts, params = scope_condition(scope, self._mark)
+        where, params = self._scope_where(scope)
         sums = ", ".join(f"coalesce(sum({self._usage_number.format(key=k)}), 0)"
                          for k in USAGE_KEYS)
-        rows = self._rows(f"SELECT status, count(*), {sums} FROM jobs WHERE "
-                          f"{' AND '.join(parts)} GROUP BY status", params)
+        rows = self._rows(f"SELECT status, count(*), {sums} FROM jobs WHERE {where} "
+                          "GROUP BY status", params)
         return {r[0]: (int(r[1]), {k: int(v) for k, v in zip(USAGE_KEYS, r[2:], strict=True)})
                 for r in rows}

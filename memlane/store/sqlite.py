@@ -252,7 +252,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
 
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]:
-        where, params = _scope_where(scope)
+        where, params = self._scope_where(scope)
         rows = self._rows(f"SELECT {codec.MSG_COLS} FROM messages WHERE {where} "
                           "ORDER BY event_time, rowid LIMIT ? OFFSET ?",
                           (*params, -1 if limit is None else limit, offset))
@@ -302,7 +302,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         Runs with ``secure_delete`` on and truncates the WAL, so the erased text is left
         neither in free pages nor in the journal.
         """
-        where, params = _scope_where(scope)
+        where, params = self._scope_where(scope)
         with self._lock:
             self._db.execute("PRAGMA secure_delete = ON")
             try:
@@ -352,9 +352,5 @@ class SQLiteStore(SQLCounts, DerivedSearch):
 def _q(n: int) -> str:
     return ", ".join("?" * n)
 
-
-def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
-    parts, params = codec.scope_condition(scope, "?")
-    return " AND ".join(parts), params
 
 

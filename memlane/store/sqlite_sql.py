@@ -4,42 +4,23 @@ compares the two on random filters and records)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..filters import Cmp, Node, same_type
-from ..timeutil import to_text
-from .base import AS_OF_STATUSES, RecordQuery
-from .rows import scope_condition
-from .sql_common import compile_tree
+from .base import RecordQuery
+from .sql_common import ORDER_SQL, compile_tree, record_where
 
 Params = list[Any]
-_ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
     """The WHERE clause that admits exactly what ``query.admits`` admits."""
-    parts, params = scope_condition(query.scope, "?", alias)
-    if query.kinds is not None:
-        parts.append(f"{alias}.kind IN ({_marks(len(query.kinds))})")
-        params.extend(query.kinds)
-    if query.exclude_kinds:
-        parts.append(f"{alias}.kind NOT IN ({_marks(len(query.exclude_kinds))})")
-        params.extend(query.exclude_kinds)
-    if query.as_of is None:
-        parts.append(f"{alias}.status IN ({_marks(len(query.statuses))})")
-        params.extend(query.statuses)
-    else:
-        moment = to_text(query.as_of)
-        parts.append(
-            f"{alias}.status IN ({_marks(len(AS_OF_STATUSES))}) "
-            f"AND {alias}.valid_from <= ? AND ({alias}.valid_to IS NULL OR {alias}.valid_to > ?)"
-        )
-        params.extend([*AS_OF_STATUSES, moment, moment])
-    if query.filters is not None:
-        sql, fparams = compile_filter(query.filters, alias)
-        parts.append(sql)
-        params.extend(fparams)
-    return " AND ".join(parts), params
+    return record_where(query, alias, "?", _member, compile_filter)
+
+
+def _member(expr: str, values: Sequence[str]) -> tuple[str, Params]:
+    return f"{expr} IN ({_marks(len(values))})", list(values)
 
 
 def _marks(n: int) -> str:
@@ -66,7 +47,7 @@ def _column_leaf(node: Cmp, col: str) -> tuple[str, Params]:
         return (sql if op in ("eq", "in") else f"NOT COALESCE({sql}, 0)"), params
     if op == "contains":
         return f"instr({col}, ?) > 0", [value]
-    return f"{col} {_ORDER_SQL[op]} ?", [value]
+    return f"{col} {ORDER_SQL[op]} ?", [value]
 
 
 def _column_eq(col: str, value: Any) -> tuple[str, Params]:
@@ -108,7 +89,7 @@ def _json_leaf(node: Cmp, meta: str) -> tuple[str, Params]:
     if op == "contains":
         return _json_contains(meta, path, value)
     guard, gparams = _json_type_guard(f"json_type({meta}, ?)", value)
-    return (f"({guard} AND json_extract({meta}, ?) {_ORDER_SQL[op]} ?)",
+    return (f"({guard} AND json_extract({meta}, ?) {ORDER_SQL[op]} ?)",
             [path, *gparams, path, value])
 
 
