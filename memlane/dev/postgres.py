@@ -98,10 +98,12 @@ def server() -> Iterator[str]:
     data, bin_dir = base / "data", install / "bin"
     _run(bin_dir / "initdb", ["-D", str(data), "--auth=trust", "--username=postgres",
                               "--encoding=UTF8", "--locale=C"], user)
-    port = _free_port()  # fsync off: a throwaway server need not survive a power cut, and
-    # its shutdown would otherwise sync every file of every test database
-    _run(bin_dir / "pg_ctl", ["-D", str(data), "-w", "-o", f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off",
-                              "-l", str(base / "log"), "start"], user)
+    port = _free_port()
+    # fsync off: a throwaway server need not survive a power cut, and its shutdown would
+    # otherwise sync every file of every test database
+    options = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off"
+    _run(bin_dir / "pg_ctl", ["-D", str(data), "-w", "-o", options, "-l", str(base / "log"),
+                              "start"], user)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
