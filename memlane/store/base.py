@@ -120,6 +120,28 @@ class EraseCounts:
     history: int
 
 
+@dataclass(frozen=True, slots=True)
+class ScopeCounts:
+    """One scope (user, agent and session exactly as stored; ``None`` where not set) and how
+    many memories and raw messages it holds."""
+
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    memories: int
+    messages: int
+
+
+ScopeTriple = tuple[str | None, str | None, str | None]
+
+
+def scope_counts(memories: dict[ScopeTriple, int],
+                 messages: dict[ScopeTriple, int]) -> list[ScopeCounts]:
+    """The scopes holding either, in the order of their user, agent and session ids."""
+    keys = sorted(memories.keys() | messages.keys(), key=lambda k: tuple(v or "" for v in k))
+    return [ScopeCounts(*k, memories.get(k, 0), messages.get(k, 0)) for k in keys]
+
+
 @runtime_checkable
 class Store(Protocol):
     """A place to keep memories. One conformance suite holds every implementation to it."""
@@ -155,6 +177,11 @@ class Store(Protocol):
 
     def count_messages(self, scope: Scope) -> int:
         """How many raw messages the scope holds."""
+        ...
+
+    def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
+        """Each scope inside ``query.scope`` that holds raw messages or records the query
+        admits, with how many of each (``scope_counts`` order)."""
         ...
 
     def get_job(self, tenant: str, job_id: str) -> Job | None: ...
