@@ -105,9 +105,13 @@ def test_export_then_import_round_trips(db: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.db"
     counts = out(run(copy, "import", str(dump)))
     # history: 4 adds, the turn's update and its window's rebuild
-    assert (counts["memories"], counts["messages"], counts["history"]) == (4, 2, 6)
+    assert counts["restored"] == {"messages": 2, "memories": 4}
+    assert counts["history"] == 6
+    assert [(s["user_id"], s["session_id"], s["created"]) for s in counts["scopes"]] == [
+        ("alice", "s1", True), ("bob", None, True)]
     again = out(run(copy, "import", str(dump)))
-    assert again["memories"] == 0 and again["skipped_scopes"] == 2
+    assert again["restored"] == {"messages": 0, "memories": 0}
+    assert again["skipped"] == {"messages": 2, "memories": 4}
     dump2 = tmp_path / "dump2.jsonl"
     run(copy, "export", "--out", str(dump2))
     assert dump.read_text().splitlines() == dump2.read_text().splitlines()

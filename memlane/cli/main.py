@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 from ..embed.base import Embedder
 from ..errors import ConflictError, MemlaneError, NotFoundError, UsageError
-from ..exchange import jsonl, locomo
+from ..exchange import locomo
 from ..llm.base import LLM
 from ..memory import Memory, default_location
 from . import demo, evaluate
@@ -125,17 +125,17 @@ def cmd_import(mem: Memory, a: argparse.Namespace) -> Any:
                              progress=not a.quiet)
     try:
         with path.open(encoding="utf-8") as lines:
-            return jsonl.import_export(mem, lines, progress=not a.quiet)
+            return mem.import_(lines, progress=not a.quiet)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
 
 
 def cmd_export(mem: Memory, a: argparse.Namespace) -> Any:
     if a.out in (None, "-"):
-        jsonl.write_export(mem.store, mem.tenant, sys.stdout)
+        mem.export(sys.stdout)
         return None
     with open(a.out, "w", encoding="utf-8") as out:
-        lines = jsonl.write_export(mem.store, mem.tenant, out)
+        lines = mem.export(out)
     return {"exported_lines": lines, "file": a.out}
 
 
