@@ -186,33 +186,38 @@ def import_export(memory: Memory, lines: Iterable[str], *,
 
 
 def _restore(memory: Memory, scope: Scope, group: Group, done: ScopeImport) -> list[str]:
-    """Write what of one scope's group is missing; count into ``done``; the conflicting ids."""
+    """Write what of one scope's group is missing, counting into ``done``; return the ids
+    stored with other content (the conflicts)."""
     store = memory.store
     messages = [replace(m, tenant=scope.tenant) for m in group[0]]
     records = [replace(r, tenant=scope.tenant) for r in group[1]]
-    new_messages, done.skipped.messages, clashing_messages = _sort(
+    new_messages, same_messages, clashing_messages = _sort(
         messages, {m.id: m for m in _conversation(store, scope)})
-    stored = store.get(scope.tenant, [r.id for r in records])
-    new_records, done.skipped.memories, clashing_records = _sort(
-        records, {r.id: r for r in stored})
+    new_records, same_records, clashing_records = _sort(
+        records, {r.id: r for r in store.get(scope.tenant, [r.id for r in records])})
+    done.skipped = Tally(same_messages, same_records)
     done.conflicts = Tally(len(clashing_messages), len(clashing_records))
-    if not new_messages and not new_records:
-        return clashing_messages + clashing_records
-    ids = {r.id for r in new_records}
-    events = [replace(e, tenant=scope.tenant) for e in group[2] if e.memory_id in ids]
-    vectors = memory.embedder.embed([r.index_text for r in new_records], "document")
-    outcome = store.write(WriteBatch(
-        scope=scope,
-        add_key="import:" + content_hash(*(m.id for m in new_messages), *sorted(ids)),
-        messages=new_messages, inserts=list(zip(new_records, vectors, strict=True)),
-        events=events,
+    if new_messages or new_records:
+        _write(memory, scope, new_messages, new_records, group[2], done)
+    return clashing_messages + clashing_records
+
+
+def _write(memory: Memory, scope: Scope, messages: list[Message], records: list[MemoryRecord],
+           events: list[HistoryEvent], done: ScopeImport) -> None:
+    """Store the missing messages and records (re-embedded) with the records' history, in
+    one batch keyed by their ids, so that a concurrent import of the same lines is a no-op."""
+    ids = {r.id for r in records}
+    mine = [replace(e, tenant=scope.tenant) for e in events if e.memory_id in ids]
+    vectors = memory.embedder.embed([r.index_text for r in records], "document")
+    outcome = memory.store.write(WriteBatch(
+        scope=scope, add_key="import:" + content_hash(*(m.id for m in messages), *sorted(ids)),
+        messages=messages, inserts=list(zip(records, vectors, strict=True)), events=mine,
     ))
-    written = Tally(len(new_messages), len(new_records))
+    written = Tally(len(messages), len(records))
     if outcome.applied:
-        done.restored, done.history = written, len(events)
+        done.restored, done.history = written, len(mine)
     else:  # a concurrent import of the same lines wrote them first
         done.skipped.add(written)
-    return clashing_messages + clashing_records
 
 
 Item = TypeVar("Item", Message, MemoryRecord)
