@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from .embed.base import Embedder
 from .errors import ConfigurationError, InvalidInputError, NotFoundError
+from .exchange import jsonl
 from .filters import parse
 from .ids import new_id
 from .llm.base import LLM
 from .read import context as packing
 from .read import search as pipeline
 from .store import RecordQuery, RecordUpdate, Store, WriteBatch, open_store
-from .store.base import USAGE_KEYS, EraseCounts
+from .store.base import USAGE_KEYS, EraseCounts, ScopeCounts, ScopeField, totals
 from .timeutil import TimeLike, parse_time, utcnow
 from .types import (
     JOB_STATUSES,
+    SCOPE_FIELDS,
     STATUSES,
     HistoryEvent,
     Job,
@@ -417,6 +419,19 @@ class Memory:
         scope = self._scope(user_id, agent_id, session_id).require_bounded("messages")
         return self.store.messages(scope, limit=limit, offset=offset)
 
+    def scopes(self, *, user_id: str | None = None, agent_id: str | None = None,
+               session_id: str | None = None, by: ScopeField | None = None,
+               ) -> list[ScopeCounts]:
+        """The scopes of the tenant (or within the given scope) that hold memories or raw
+        messages: each user, agent and session as stored together, with how many memories
+        (as ``get_all`` lists them: active, windows left out) and raw messages it holds.
+        ``by="user_id"`` (or ``"agent_id"``, ``"session_id"``) sums them per that field."""
+        if by is not None and by not in SCOPE_FIELDS:
+            raise InvalidInputError(f"by must be one of {', '.join(SCOPE_FIELDS)}, not {by!r}")
+        scope = self._scope(user_id, agent_id, session_id)
+        found = self.store.scopes(RecordQuery(scope, exclude_kinds=windows.DERIVED_KINDS))
+        return found if by is None else totals(found, by)
+
     def context(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                 session_id: str | None = None, budget_tokens: int = 1500,
                 filters: Mapping[str, Any] | None = None) -> packing.Context:
@@ -440,6 +455,23 @@ class Memory:
         hits = pipeline.run(self.store, self.embedder, self.search_config, rq, text,
                             CONTEXT_CANDIDATES)
         return packing.pack([h.memory for h in hits], budget_tokens, complete=False)
+
+    # --- export and import ---------------------------------------------------------------
+
+    def export(self, out: IO[str], *, user_id: str | None = None, agent_id: str | None = None,
+               session_id: str | None = None) -> int:
+        """Write a scope (with no scope, the whole tenant) to ``out`` as JSON lines: raw
+        messages, memories of every status and their history; return the lines written."""
+        return jsonl.write_export(self.store, self._scope(user_id, agent_id, session_id), out)
+
+    def import_(self, lines: Iterable[str], *, progress: bool = False) -> jsonl.ImportReport:
+        """Load an export into this tenant, a backup into a live store included.
+
+        What is missing is written (its memories re-embedded), what is stored identically is
+        skipped, and an id stored with other content (changed or deleted since the export) is
+        a conflict: the stored version is kept, and the report counts and names it.
+        """
+        return jsonl.import_export(self, lines, progress=progress)
 
 
 def _event(record: MemoryRecord, op: str, old: str | None, new: str | None, actor: str,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,14 @@ def run(db: Path, *args: str, stdin: str | None = None, fake: bool = True,
     env = env_with(MEMLANE_EMBEDDER="fake") if fake else env_with()
     done = subprocess.run([SCRIPT, "--db", str(db), "--quiet", *args], input=stdin,
                           capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == code, (done.stdout, done.stderr)
+    return done
+
+
+def plain(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """The command as given: no global options put in front."""
+    done = subprocess.run([SCRIPT, *args], capture_output=True, text=True,
+                          env=env_with(MEMLANE_EMBEDDER="fake"), timeout=120)
     assert done.returncode == code, (done.stdout, done.stderr)
     return done
 
@@ -105,9 +116,13 @@ def test_export_then_import_round_trips(db: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.db"
     counts = out(run(copy, "import", str(dump)))
     # history: 4 adds, the turn's update and its window's rebuild
-    assert (counts["memories"], counts["messages"], counts["history"]) == (4, 2, 6)
+    assert counts["restored"] == {"messages": 2, "memories": 4}
+    assert counts["history"] == 6
+    assert [(s["user_id"], s["session_id"], s["created"]) for s in counts["scopes"]] == [
+        ("alice", "s1", True), ("bob", None, True)]
     again = out(run(copy, "import", str(dump)))
-    assert again["memories"] == 0 and again["skipped_scopes"] == 2
+    assert again["restored"] == {"messages": 0, "memories": 0}
+    assert again["skipped"] == {"messages": 2, "memories": 4}
     dump2 = tmp_path / "dump2.jsonl"
     run(copy, "export", "--out", str(dump2))
     assert dump.read_text().splitlines() == dump2.read_text().splitlines()
@@ -208,3 +223,206 @@ def test_migrate_sqlite_to_postgres_round_trips(db: Path, tmp_path: Path,
                           capture_output=True, text=True, check=True,
                           env=env_with(MEMLANE_EMBEDDER="fake")).stdout
     assert "remember this, please" in hits
+
+
+def test_global_options_go_before_or_after_the_command(db: Path, tmp_path: Path) -> None:
+    plain("add", "said after the command", "--user", "alice", "--db", str(db), "--quiet",
+          "--tenant", "acme")
+    listed = out(plain("list", "--user", "alice", "--tenant", "acme", "--db", str(db)))
+    assert [m["text"] for m in listed] == ["said after the command"]
+    assert out(plain("--db", str(db), "--tenant", "acme", "list", "--user", "alice")) == listed
+    assert out(plain("--db", str(db), "list", "--user", "alice")) == []  # default tenant
+    # given on both sides, the one after the command wins
+    other = tmp_path / "other.db"
+    assert out(plain("--db", str(other), "list", "--user", "alice", "--db", str(db),
+                     "--tenant", "acme")) == listed
+    table = plain("list", "--user", "alice", "--table", "--db", str(db), "--tenant", "acme",
+                  "--embedder", "fake").stdout
+    assert "said after the command" in table and not table.startswith("[")
+    assert "--table" in plain("search", "--help").stdout
+
+
+def test_table_lists_show_kind_and_status(db: Path) -> None:
+    kept = out(run(db, "add", "kept note", "--user", "alice"))[0]
+    gone = out(run(db, "add", "dropped note", "--user", "alice"))[0]
+    run(db, "delete", gone["id"], "--user", "alice")
+    text = run(db, "list", "--user", "alice", "--status", "active", "--status", "deleted",
+               "--table").stdout
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["id", "kind", "status"]
+    rows = {line.split()[0]: line.split()[1:3] for line in lines[2:]}
+    assert rows == {kept["id"]: ["turn", "active"], gone["id"]: ["turn", "deleted"]}
+
+
+def test_table_search_explain_shows_each_signal(db: Path) -> None:
+    run(db, "add", "tables are readable", "--user", "alice")
+    run(db, "add", "nothing in common", "--user", "alice")
+    text = run(db, "search", "tables readable", "--user", "alice", "--explain",
+               "--table").stdout
+    header = text.splitlines()[0].split()
+    assert header[0] == "score" and {"dense", "keyword"} <= set(header)
+    best = text.splitlines()[2]
+    assert "tables are readable" in best
+    assert len(re.findall(r"#1 \+0\.\d{4}", best)) == 2  # ranked first by both signals
+
+
+def test_stats_table_is_readable(db: Path) -> None:
+    first = out(run(db, "add", "one", "--user", "alice"))[0]
+    run(db, "add", "two", "--user", "alice")
+    run(db, "delete", first["id"], "--user", "alice")
+    text = run(db, "stats", "--user", "alice", "--table").stdout
+    assert "{" not in text and "'" not in text
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("kind"))
+    assert header.split() == ["kind", "active", "superseded", "archived", "deleted", "total"]
+    assert next(line for line in lines if line.startswith("turn")).split() == [
+        "turn", "1", "0", "0", "1", "2"]
+    assert next(line for line in lines if line.startswith("messages")).split()[-1] == "2"
+    assert "user_id=alice" in text and "calls" in text
+
+
+def _parsers(parser: argparse.ArgumentParser,
+             path: str = "memlane") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def test_every_command_and_option_is_documented() -> None:
+    from memlane.cli.main import build_parser
+
+    undocumented, commands = [], 0
+    for path, parser in _parsers(build_parser()):
+        commands += 1
+        for action in parser._actions:
+            if not action.help or action.help == argparse.SUPPRESS:
+                undocumented.append(f"{path}: {action.option_strings or action.dest}")
+            if isinstance(action, argparse._SubParsersAction):
+                undocumented += [f"{path} {c.dest}" for c in action._choices_actions
+                                 if not c.help]
+        options = {o for a in parser._actions for o in a.option_strings}
+        if path != "memlane" and not {"--table", "--db", "--quiet"} <= options:
+            undocumented.append(f"{path}: global options")
+    assert commands > 20 and undocumented == []
+
+
+@pytest.mark.parametrize("command", [
+    ["search", "foo"], ["context", "foo"], ["list"], ["add", "x"], ["messages"],
+    ["delete-all", "--yes"], ["forget", "--yes"],
+])
+def test_scope_errors_name_the_flags(db: Path, command: list[str]) -> None:
+    error = run(db, *command, code=2).stderr
+    assert "pass at least one of --user, --agent, --session" in error
+    assert "user_id" not in error and command[0] in error
+
+
+def test_delete_all_soft_deletes_one_scope(db: Path) -> None:
+    run(db, "add", "a1", "--user", "alice", "--session", "s1")
+    run(db, "add", "a2", "--user", "alice", "--session", "s2")
+    run(db, "add", "b1", "--user", "bob", "--session", "s1")
+    assert "--yes" in run(db, "delete-all", "--user", "alice", "--session", "s1",
+                          code=2).stderr
+    assert out(run(db, "delete-all", "--user", "alice", "--session", "s1", "--yes")) == {
+        "deleted": 1}
+    assert [m["text"] for m in out(run(db, "list", "--user", "alice"))] == ["a2"]
+    assert [m["text"] for m in out(run(db, "list", "--user", "alice", "--status",
+                                       "deleted"))] == ["a1"]
+    assert [m["text"] for m in out(run(db, "list", "--user", "bob"))] == ["b1"]
+
+
+def test_messages_pages_the_raw_messages_of_a_scope(db: Path) -> None:
+    chat = [{"role": "user", "content": f"message {i}"} for i in range(5)]
+    run(db, "add", "-", "--json", "--user", "alice", stdin=json.dumps(chat))
+    run(db, "add", "not alice's", "--user", "bob")
+    page = out(run(db, "messages", "--user", "alice", "--limit", "2", "--offset", "1"))
+    assert [m["content"] for m in page] == ["message 1", "message 2"]
+    assert len(out(run(db, "messages", "--user", "alice"))) == 5
+    run(db, "messages", "--user", "alice", "--offset", "-1", code=2)
+    run(db, "messages", "--user", "alice", "--limit", "0", code=2)
+    table = run(db, "messages", "--user", "alice", "--table").stdout
+    assert "message 4" in table and "not alice's" not in table
+
+
+def test_reset_erases_everything_once_confirmed(db: Path) -> None:
+    run(db, "add", "x", "--user", "alice")
+    run(db, "--tenant", "acme", "add", "y", "--user", "bob")
+    assert "--yes" in run(db, "reset", code=2).stderr
+    assert out(run(db, "list", "--user", "alice"))
+    assert out(run(db, "reset", "--yes")) == {"reset": True}
+    assert out(run(db, "list", "--user", "alice")) == []
+    assert out(run(db, "--tenant", "acme", "list", "--user", "bob")) == []
+    assert out(run(db, "scopes")) == []
+
+
+def test_scopes_lists_users_agents_and_sessions_with_counts(db: Path) -> None:
+    run(db, "add", "a1", "--user", "alice", "--session", "s1")
+    chat = [{"role": "user", "content": "a2"}, {"role": "assistant", "content": "a3"}]
+    run(db, "add", "-", "--json", "--user", "alice", "--session", "s2", stdin=json.dumps(chat))
+    run(db, "add", "b1", "--user", "bob", "--agent", "helper")
+    assert out(run(db, "scopes")) == [
+        {"user_id": "alice", "agent_id": None, "session_id": "s1", "memories": 1,
+         "messages": 1},
+        {"user_id": "alice", "agent_id": None, "session_id": "s2", "memories": 2,
+         "messages": 2},
+        {"user_id": "bob", "agent_id": "helper", "session_id": None, "memories": 1,
+         "messages": 1},
+    ]
+    users = out(run(db, "scopes", "--by", "user"))
+    assert [(s["user_id"], s["memories"], s["messages"]) for s in users] == [
+        ("alice", 3, 3), ("bob", 1, 1)]
+    assert [s["session_id"] for s in out(run(db, "scopes", "--user", "alice"))] == ["s1", "s2"]
+    table = run(db, "scopes", "--table").stdout.splitlines()
+    assert table[0].split() == ["user", "agent", "session", "memories", "messages"]
+    assert table[2].split() == ["alice", "-", "s1", "1", "1"]
+
+
+def test_export_by_scope(db: Path, tmp_path: Path) -> None:
+    run(db, "add", "alice note", "--user", "alice", "--session", "s1")
+    run(db, "add", "bob note", "--user", "bob")
+    lines = [json.loads(line) for line in run(db, "export", "--user", "alice").stdout.splitlines()]
+    assert lines[0]["scope"] == {"tenant": "default", "user_id": "alice"}
+    assert {line["user_id"] for line in lines[1:]} == {"alice"} and len(lines) > 2
+    dump = tmp_path / "alice.jsonl"
+    run(db, "export", "--user", "alice", "--out", str(dump))
+    copy = tmp_path / "copy.db"
+    run(copy, "import", str(dump))
+    assert [s["user_id"] for s in out(run(copy, "scopes"))] == ["alice"]
+
+
+def test_backup_restores_into_the_live_store(db: Path, tmp_path: Path) -> None:
+    first = out(run(db, "add", "alice one", "--user", "alice", "--session", "s1"))[0]
+    run(db, "add", "alice two", "--user", "alice", "--session", "s1")
+    run(db, "add", "bob one", "--user", "bob")
+    backup = tmp_path / "backup.jsonl"
+    run(db, "export", "--out", str(backup))
+    saved = {r["id"]: r for r in map(json.loads, backup.read_text().splitlines())
+             if r["type"] == "memory"}
+    run(db, "delete", first["id"], "--user", "alice")  # changed since the backup
+    run(db, "forget", "--user", "bob", "--yes")  # gone: restored from the backup
+    live = {r["id"]: r for r in map(json.loads, run(db, "export").stdout.splitlines())
+            if r["type"] == "memory"}
+    missing = [i for i in saved if i not in live]
+    changed = sorted(i for i in saved if i in live and live[i] != saved[i])
+    assert missing and first["id"] in changed
+
+    report = out(run(db, "import", str(backup)))
+    assert report["restored"] == {"messages": 1, "memories": len(missing)}
+    assert report["history"] == sum(len(saved[i]["history"]) for i in missing)
+    assert report["skipped"] == {"messages": 2,
+                                 "memories": len(saved) - len(missing) - len(changed)}
+    assert report["conflicts"] == {"messages": 0, "memories": len(changed)}
+    assert sorted(report["conflict_ids"]) == changed and "skip" in report["conflict_policy"]
+    scopes = {(s["user_id"], s["session_id"]): s for s in report["scopes"]}
+    assert scopes[("bob", None)]["created"] and not scopes[("alice", "s1")]["created"]
+    assert scopes[("bob", None)]["restored"] == {"messages": 1, "memories": len(missing)}
+    assert [m["text"] for m in out(run(db, "list", "--user", "bob"))] == ["bob one"]
+    assert [m["text"] for m in out(run(db, "list", "--user", "alice"))] == ["alice two"]
+    table = run(db, "import", str(backup), "--table").stdout
+    assert "conflict" in table and "{" not in table
+
+    before = run(db, "export").stdout
+    again = out(run(db, "import", str(backup)))
+    assert again["restored"] == {"messages": 0, "memories": 0} and again["history"] == 0
+    assert run(db, "export").stdout == before

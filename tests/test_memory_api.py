@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
 from memlane import FakeEmbedder, Memory
@@ -251,3 +254,85 @@ def test_update_and_delete_of_unknown_ids(mem: Memory) -> None:
                  lambda: mem.delete("nope"), lambda: mem.history("nope")):
         with pytest.raises(NotFoundError):
             call()
+
+
+def test_scopes_list_what_each_scope_holds(mem: Memory) -> None:
+    mem.add(CHAT, user_id="alice", session_id="s1")
+    turn = mem.add("one more", user_id="alice", session_id="s2")[0]
+    mem.add("bob's note", user_id="bob", agent_id="helper")
+    mem.delete(turn.id, user_id="alice")
+    listed = [(s.user_id, s.agent_id, s.session_id, s.memories, s.messages)
+              for s in mem.scopes()]
+    # memories as get_all lists them (active, no windows); raw messages all
+    assert listed == [("alice", None, "s1", 2, 2), ("alice", None, "s2", 0, 1),
+                      ("bob", "helper", None, 1, 1)]
+    assert [(s.user_id, s.session_id) for s in mem.scopes(user_id="alice")] == [
+        ("alice", "s1"), ("alice", "s2")]
+    users = [(s.user_id, s.agent_id, s.session_id, s.memories, s.messages)
+             for s in mem.scopes(by="user_id")]
+    assert users == [("alice", None, None, 2, 3), ("bob", None, None, 1, 1)]
+    with pytest.raises(InvalidInputError, match="by"):
+        mem.scopes(by="tenant")  # type: ignore[arg-type]
+
+
+def _lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_export_of_one_scope_holds_only_that_scope(mem: Memory) -> None:
+    mem.add(CHAT, user_id="alice", session_id="s1")
+    mem.add("bob's note", user_id="bob")
+    out = io.StringIO()
+    written = mem.export(out, user_id="alice")
+    lines = _lines(out.getvalue())
+    assert written == len(lines)
+    assert lines[0]["scope"] == {"tenant": "default", "user_id": "alice"}
+    assert {line["user_id"] for line in lines[1:]} == {"alice"}
+    assert sum(line["type"] == "message" for line in lines) == 2
+    everything = io.StringIO()
+    mem.export(everything)
+    assert "scope" not in _lines(everything.getvalue())[0]
+    assert {line["user_id"] for line in _lines(everything.getvalue())[1:]} == {"alice", "bob"}
+
+
+def test_import_restores_what_is_missing_into_the_live_store(mem: Memory) -> None:
+    turns = mem.add(CHAT, user_id="alice", session_id="s1")
+    mem.add("bob's note about Lisbon", user_id="bob")
+    backup = io.StringIO()
+    mem.export(backup)
+    saved = {line["id"]: line for line in _lines(backup.getvalue())
+             if line["type"] == "memory"}
+    mem.delete(turns[1].id, user_id="alice")  # changed since the backup: a conflict
+    mem.forget(user_id="bob")  # missing: restored
+    now = io.StringIO()
+    mem.export(now)
+    live = {line["id"]: line for line in _lines(now.getvalue()) if line["type"] == "memory"}
+    missing = [i for i in saved if i not in live]
+    changed = sorted(i for i in saved if i in live and live[i] != saved[i])
+    assert missing and turns[1].id in changed
+
+    report = mem.import_(backup.getvalue().splitlines())
+    assert (report.restored.messages, report.restored.memories) == (1, len(missing))
+    assert report.history == sum(len(saved[i]["history"]) for i in missing)  # type: ignore[arg-type]
+    assert (report.skipped.messages, report.skipped.memories) == (2, len(saved) - len(missing)
+                                                                  - len(changed))
+    assert report.conflicts.memories == len(changed) and sorted(report.conflict_ids) == changed
+    by_scope = {(s.user_id, s.session_id): s for s in report.scopes}
+    assert by_scope[("bob", None)].created and not by_scope[("alice", "s1")].created
+    assert by_scope[("bob", None)].restored.memories == len(missing)
+    assert by_scope[("alice", "s1")].conflicts.memories == len(changed)
+    # bob is back as he was, and searchable; alice's delete stands
+    restored = io.StringIO()
+    mem.export(restored)
+    bob = [line for line in restored.getvalue().splitlines() if '"user_id": "bob"' in line]
+    assert bob == [line for line in backup.getvalue().splitlines() if '"user_id": "bob"' in line]
+    assert mem.search("Lisbon", user_id="bob")
+    assert [r.id for r in mem.get_all(user_id="alice")] == [turns[0].id]
+
+    again = mem.import_(backup.getvalue().splitlines())
+    assert (again.restored.messages, again.restored.memories, again.history) == (0, 0, 0)
+    assert again.skipped.memories == len(saved) - len(changed)
+    assert not any(s.created for s in again.scopes)
+    after = io.StringIO()
+    mem.export(after)
+    assert after.getvalue() == restored.getvalue()

@@ -10,8 +10,16 @@ import pytest
 
 from memlane.errors import ConflictError, InvalidInputError
 from memlane.ids import new_id
-from memlane.store import RecordQuery, RecordUpdate, Store, WriteBatch
-from memlane.types import HistoryEvent, Job, MemoryRecord, Message, Scope, content_hash
+from memlane.store import RecordQuery, RecordUpdate, ScopeCounts, Store, WriteBatch
+from memlane.types import (
+    STATUSES,
+    HistoryEvent,
+    Job,
+    MemoryRecord,
+    Message,
+    Scope,
+    content_hash,
+)
 
 T0 = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
 DIM = 8
@@ -269,3 +277,29 @@ def test_tally_jobs_counts_statuses_and_sums_usage_within_the_scope(store: Store
         "done": (1, {"calls": 2, "prompt_tokens": 900, "completion_tokens": 80})}
     assert store.tally_jobs(Scope("default"))["pending"] == (1, {**none, "calls": 5})
     assert store.tally_jobs(Scope("other")) == {}
+
+
+def test_scopes_count_memories_and_messages_of_each_scope(store: Store) -> None:
+    def message(mid: str, scope: Scope) -> Message:
+        return Message(id=mid, tenant=scope.tenant, user_id=scope.user_id,
+                       agent_id=scope.agent_id, session_id=scope.session_id, role="user",
+                       name=None, content=mid, event_time=T0, created_at=T0)
+
+    s1 = Scope("default", "alice", session_id="s1")
+    s2 = Scope("default", "alice", "agent-a", "s2")
+    store.write(WriteBatch(scope=s1, messages=[message("m1", s1), message("m2", s1)],
+                           inserts=[(record("one", s1), vec(1)), (record("two", s1), vec(1)),
+                                    (record("gone", s1, status="deleted"), vec(1))]))
+    put(store, s2, (record("three", s2, kind="fact"), vec(1)))
+    store.write(WriteBatch(scope=BOB, messages=[message("b1", BOB)]))
+    put(store, Scope("other", "alice"), (record("elsewhere", Scope("other", "alice")), vec(1)))
+    every = RecordQuery(Scope("default"), statuses=STATUSES)
+    assert store.scopes(every) == [ScopeCounts("alice", None, "s1", 3, 2),
+                                   ScopeCounts("alice", "agent-a", "s2", 1, 0),
+                                   ScopeCounts("bob", None, None, 0, 1)]
+    # memories counted as the query admits them; a scope outside the query's is left out
+    assert store.scopes(RecordQuery(ALICE, kinds=("turn",))) == [
+        ScopeCounts("alice", None, "s1", 2, 2)]
+    assert store.scopes(RecordQuery(Scope("default", agent_id="agent-a"))) == [
+        ScopeCounts("alice", "agent-a", "s2", 1, 0)]
+    assert store.scopes(RecordQuery(Scope("nobody"))) == []

@@ -76,7 +76,8 @@ def cmd_knowledge_update(mem: Memory, a: argparse.Namespace) -> Any:
 
 def add_parser(sub: Any) -> None:
     ev = sub.add_parser("eval", help="retrieval benchmarks (on a fresh temporary store)")
-    which = ev.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    which = ev.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK",
+                              help="the benchmark to run")
     sp = which.add_parser("locomo", help="LoCoMo evidence retrieval")
     sp.add_argument("--data", type=Path, required=True, help="a LoCoMo-format JSON file")
     sp.add_argument("--dump-rankings", type=Path,
@@ -91,8 +92,8 @@ def add_parser(sub: Any) -> None:
     sp.set_defaults(handler=cmd_longmemeval, temporary_store=True)
     sp = which.add_parser("knowledge-update",
                           help="generated conversations whose facts change over time")
-    sp.add_argument("--people", type=int, default=40)
-    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--people", type=int, default=40, help="how many people to generate")
+    sp.add_argument("--seed", type=int, default=1, help="random seed of the generator")
     sp.add_argument("--scripted-llm", action="store_true",
                     help="extract facts with a scripted stand-in LLM that reads the "
                          "generated sentences exactly (tests reconcile and ranking)")

@@ -14,20 +14,23 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
 from ..embed.base import Embedder
 from ..errors import ConflictError, MemlaneError, NotFoundError, UsageError
-from ..exchange import jsonl, locomo
+from ..exchange import locomo
 from ..llm.base import LLM
 from ..memory import Memory, default_location
+from ..store.base import ScopeField
 from . import demo, evaluate
-from .output import render_json, render_table
+from .output import render_json, render_stats, render_table
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
 EMBEDDERS = ("minilm", "fake")
+SCOPE_FIELD: dict[str, ScopeField] = {"user": "user_id", "agent": "agent_id",
+                                      "session": "session_id"}
 
 
 def _make_embedder(name: str) -> Embedder:
@@ -45,6 +48,19 @@ def _json_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
 def _scope_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", dest="user_id", help="user id of the scope")
     parser.add_argument("--agent", dest="agent_id", help="agent id of the scope")
@@ -57,8 +73,16 @@ class ScopeArgs(TypedDict):
     session_id: str | None
 
 
+SCOPE_FLAGS = "--user, --agent, --session"
+
+
 def _scope(args: argparse.Namespace) -> ScopeArgs:
-    return {"user_id": args.user_id, "agent_id": args.agent_id, "session_id": args.session_id}
+    """The scope flags; for a command that needs a scope, an error naming them if none."""
+    scope: ScopeArgs = {"user_id": args.user_id, "agent_id": args.agent_id,
+                        "session_id": args.session_id}
+    if getattr(args, "needs_scope", False) and all(v is None for v in scope.values()):
+        raise UsageError(f"{args.command} needs a scope: pass at least one of {SCOPE_FLAGS}")
+    return scope
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -114,6 +138,29 @@ def cmd_forget(mem: Memory, a: argparse.Namespace) -> Any:
     return {"erased": mem.forget(**_scope(a))}
 
 
+def cmd_delete_all(mem: Memory, a: argparse.Namespace) -> Any:
+    scope = _scope(a)
+    if not a.yes:
+        raise UsageError("delete-all deletes every memory of the scope; confirm with --yes")
+    return {"deleted": mem.delete_all(**scope, reason=a.reason)}
+
+
+def cmd_messages(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.messages(**_scope(a), limit=a.limit, offset=a.offset)
+
+
+def cmd_scopes(mem: Memory, a: argparse.Namespace) -> Any:
+    return mem.scopes(**_scope(a), by=SCOPE_FIELD[a.by] if a.by else None)
+
+
+def cmd_reset(mem: Memory, a: argparse.Namespace) -> Any:
+    if not a.yes:
+        raise UsageError("reset erases everything in the store, every tenant; "
+                         "confirm with --yes")
+    mem.reset()
+    return {"reset": True}
+
+
 def cmd_import(mem: Memory, a: argparse.Namespace) -> Any:
     path = Path(a.file)
     fmt = a.format
@@ -125,17 +172,17 @@ def cmd_import(mem: Memory, a: argparse.Namespace) -> Any:
                              progress=not a.quiet)
     try:
         with path.open(encoding="utf-8") as lines:
-            return jsonl.import_export(mem, lines, progress=not a.quiet)
+            return mem.import_(lines, progress=not a.quiet)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
 
 
 def cmd_export(mem: Memory, a: argparse.Namespace) -> Any:
     if a.out in (None, "-"):
-        jsonl.write_export(mem.store, mem.tenant, sys.stdout)
+        mem.export(sys.stdout, **_scope(a))
         return None
     with open(a.out, "w", encoding="utf-8") as out:
-        lines = jsonl.write_export(mem.store, mem.tenant, out)
+        lines = mem.export(out, **_scope(a))
     return {"exported_lines": lines, "file": a.out}
 
 
@@ -186,29 +233,52 @@ def cmd_demo(mem: Memory, a: argparse.Namespace) -> Any:
 # --- parser ------------------------------------------------------------------------------
 
 
+def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """The options every command takes, before or after its name (after it, their default
+    is SUPPRESS so that an option given before the name is not reset)."""
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument("--db", default=default, help="store location: a SQLite file path "
+                       "(default: $MEMLANE_DB or the user data directory), :memory: or "
+                       "postgresql://user@host/db")
+    group.add_argument("--tenant", default=default,
+                       help="tenant (default: $MEMLANE_TENANT or 'default')")
+    group.add_argument("--embedder", choices=EMBEDDERS, default=default,
+                       help="embedding model (default: $MEMLANE_EMBEDDER or minilm)")
+    flag = False if default is None else default
+    group.add_argument("--table", action="store_true", default=flag,
+                       help="print a table instead of JSON")
+    group.add_argument("--quiet", action="store_true", default=flag, help="no progress bars")
+
+
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command's parser, sub-commands (``eval locomo``) included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield sub
+                yield from _commands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memlane", description="Long-term memory for LLM agents.")
-    p.add_argument("--db", help="store location: a SQLite file path (default: $MEMLANE_DB or "
-                   "the user data directory) or :memory:")
-    p.add_argument("--tenant", help="tenant (default: $MEMLANE_TENANT or 'default')")
-    p.add_argument("--embedder", choices=EMBEDDERS,
-                   help="embedding model (default: $MEMLANE_EMBEDDER or minilm)")
-    p.add_argument("--table", action="store_true", help="print a table instead of JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _global_options(p)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="what to do (memlane COMMAND --help for its options)")
 
     def command(name: str, handler: Callable[[Memory, argparse.Namespace], Any],
-                helptext: str, scoped: bool = True) -> argparse.ArgumentParser:
+                helptext: str, scoped: bool = True,
+                needs_scope: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext, description=helptext)
-        sp.set_defaults(handler=handler)
+        sp.set_defaults(handler=handler, needs_scope=needs_scope)
         if scoped:
             _scope_args(sp)
         return sp
 
-    sp = command("add", cmd_add, "store a message (or, with --json, a list of messages)")
+    sp = command("add", cmd_add, "store a message (or, with --json, a list of messages)",
+                 needs_scope=True)
     sp.add_argument("text", help="the message text, '-' for stdin")
     sp.add_argument("--json", action="store_true", help="TEXT is a JSON list of messages")
-    sp.add_argument("--role", default="user")
+    sp.add_argument("--role", default="user", help="role of the message (default: user)")
     sp.add_argument("--name", help="speaker name")
     sp.add_argument("--timestamp", help="when it was said (ISO 8601)")
     sp.add_argument("--metadata", type=_json_arg, help="JSON object")
@@ -216,58 +286,81 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--infer", choices=("sync", "background"),
                     help="extract facts with the configured LLM (now, or as a queued job)")
 
-    sp = command("search", cmd_search, "find memories")
-    sp.add_argument("query")
-    sp.add_argument("--limit", type=int, default=10)
+    sp = command("search", cmd_search, "find memories", needs_scope=True)
+    sp.add_argument("query", help="what to look for")
+    sp.add_argument("--limit", type=int, default=10, help="at most this many hits")
     sp.add_argument("--filter", type=_json_arg, help="JSON filter (see docs/filters.md)")
     sp.add_argument("--kind", action="append", help="only this kind (repeatable)")
     sp.add_argument("--as-of", help="what was true at this time")
     sp.add_argument("--explain", action="store_true", help="show each signal's contribution")
     sp.add_argument("--recipe", help="search recipe: hybrid, bm25 or dense")
 
-    sp = command("context", cmd_context, "pack memories for a prompt")
-    sp.add_argument("query")
+    sp = command("context", cmd_context, "pack memories for a prompt", needs_scope=True)
+    sp.add_argument("query", help="what the prompt is about")
     sp.add_argument("--budget", type=int, default=1500, help="token budget")
-    sp.add_argument("--filter", type=_json_arg)
+    sp.add_argument("--filter", type=_json_arg, help="JSON filter (see docs/filters.md)")
 
-    sp = command("list", cmd_list, "list memories of a scope")
-    sp.add_argument("--filter", type=_json_arg)
-    sp.add_argument("--kind", action="append")
-    sp.add_argument("--as-of")
+    sp = command("list", cmd_list, "list memories of a scope", needs_scope=True)
+    sp.add_argument("--filter", type=_json_arg, help="JSON filter (see docs/filters.md)")
+    sp.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    sp.add_argument("--as-of", help="what was true at this time")
     sp.add_argument("--status", action="append", help="status to include (repeatable)")
-    sp.add_argument("--limit", type=int, default=100)
-    sp.add_argument("--offset", type=int, default=0)
+    sp.add_argument("--limit", type=int, default=100, help="at most this many memories")
+    sp.add_argument("--offset", type=int, default=0, help="skip this many first")
 
     for name, handler, text in (("show", cmd_show, "show one memory"),
                                 ("history", cmd_history, "show a memory's history")):
-        command(name, handler, text).add_argument("id")
+        command(name, handler, text).add_argument("id", help="the memory id")
 
     sp = command("update", cmd_update, "change a memory's text (a new version)")
-    sp.add_argument("id")
-    sp.add_argument("text")
-    sp.add_argument("--metadata", type=_json_arg)
-    sp.add_argument("--reason")
+    sp.add_argument("id", help="the memory id")
+    sp.add_argument("text", help="the new text")
+    sp.add_argument("--metadata", type=_json_arg, help="JSON object merged into the metadata")
+    sp.add_argument("--reason", help="why, kept in the history")
 
     sp = command("delete", cmd_delete, "delete a memory (soft; history is kept)")
-    sp.add_argument("id")
-    sp.add_argument("--reason")
+    sp.add_argument("id", help="the memory id")
+    sp.add_argument("--reason", help="why, kept in the history")
 
-    sp = command("forget", cmd_forget, "erase a whole scope for good")
+    sp = command("delete-all", cmd_delete_all, "delete every memory of a scope (soft; "
+                 "history is kept)", needs_scope=True)
+    sp.add_argument("--reason", help="why, kept in the history")
+    sp.add_argument("--yes", action="store_true", help="confirm the deletion")
+
+    sp = command("forget", cmd_forget, "erase a whole scope for good", needs_scope=True)
     sp.add_argument("--yes", action="store_true", help="confirm the erasure")
 
-    sp = command("import", cmd_import, "import a memlane export or a LoCoMo file", False)
-    sp.add_argument("file")
-    sp.add_argument("--format", choices=("auto", "jsonl", "locomo"), default="auto")
+    sp = command("reset", cmd_reset, "erase everything in the store, every tenant", False)
+    sp.add_argument("--yes", action="store_true", help="confirm the erasure")
+
+    sp = command("messages", cmd_messages, "the raw messages of a scope, in order",
+                 needs_scope=True)
+    sp.add_argument("--limit", type=_at_least(1), default=100,
+                    help="at most this many messages")
+    sp.add_argument("--offset", type=_at_least(0), default=0, help="skip this many first")
+
+    sp = command("scopes", cmd_scopes, "the users, agents and sessions in the store (or in "
+                 "the given scope) with their counts of memories and raw messages")
+    sp.add_argument("--by", choices=tuple(SCOPE_FIELD),
+                    help="one line per user, agent or session, summed")
+
+    sp = command("import", cmd_import, "import a memlane export (a backup restores what is "
+                 "missing) or a LoCoMo file", False)
+    sp.add_argument("file", help="a memlane export (.jsonl) or a LoCoMo JSON file")
+    sp.add_argument("--format", choices=("auto", "jsonl", "locomo"), default="auto",
+                    help="the file's format (default: by its suffix)")
     sp.add_argument("--user-prefix", default="", help="prefix for LoCoMo sample user ids")
 
-    sp = command("export", cmd_export, "export all memories as JSON lines", False)
+    sp = command("export", cmd_export, "export memories with their history and raw "
+                 "messages as JSON lines (all of the tenant, or the given scope)")
     sp.add_argument("--out", help="output file (default: stdout)")
 
-    command("stats", cmd_stats, "counts by kind and status, jobs and LLM cost")
+    command("stats", cmd_stats, "counts by kind and status, jobs and LLM cost").set_defaults(
+        render=render_stats)
 
     sp = command("jobs", cmd_jobs, "LLM jobs: status, errors and cost", False)
     sp.add_argument("--status", action="append", help="only this status (repeatable)")
-    sp.add_argument("--limit", type=int, default=100)
+    sp.add_argument("--limit", type=int, default=100, help="at most this many jobs")
     sp.add_argument("--run", action="store_true", help="run pending jobs now")
 
     sp = sub.add_parser("migrate", help="copy everything from one store to another")
@@ -277,15 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(handler=cmd_migrate, no_store=True)
 
     dev = sub.add_parser("dev", help="tools for testing code that uses memlane")
-    tools = dev.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    tools = dev.add_subparsers(dest="tool", required=True, metavar="TOOL", help="the tool")
     sp = tools.add_parser("fake-llm", help="serve scripted answers as an OpenAI-compatible "
                           "endpoint on 127.0.0.1")
     sp.add_argument("--script", required=True, help="JSON list of answers, replayed in order")
-    sp.add_argument("--port", type=int, default=8011)
+    sp.add_argument("--port", type=int, default=8011, help="port on 127.0.0.1")
     sp.set_defaults(handler=cmd_fake_llm, no_store=True)
 
     command("demo", cmd_demo, "ingest a sample conversation and search it", False)
     evaluate.add_parser(sub)
+    for command_parser in _commands(p):
+        _global_options(command_parser, argparse.SUPPRESS)
     return p
 
 
@@ -333,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return _fail(exc, EXIT_FAILURE)
     if result is not None:
-        print(render_table(result) if args.table else render_json(result))
+        print(getattr(args, "render", render_table)(result) if args.table
+              else render_json(result))
     return EXIT_OK
 
 

@@ -1,8 +1,11 @@
 """memlane's portable export: JSON lines holding messages, memories and their history.
 
-Line 1 is a header; then one ``message`` line per raw message and one ``memory`` line per
-memory (every status) with its history. Vectors are not exported: an import re-embeds with
-the importing store's model, so an export moves between embedders and stores.
+Line 1 is a header (with the exported ``scope`` when the export is of one scope, not of a
+whole tenant); then one ``message`` line per raw message and one ``memory`` line per memory
+(every status) with its history. Vectors are not exported: an import re-embeds with the
+importing store's model, so an export moves between embedders and stores. An import into a
+store that already holds part of the export (a backup restored into the live store) writes
+only what is missing.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
-from typing import IO, TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidInputError
 from ..serialize import (
@@ -33,15 +36,19 @@ VERSION = 1
 PAGE = 1_000
 
 
-def export_lines(store: Store, tenant: str) -> Iterator[dict[str, Any]]:
-    yield {"type": "header", "format": FORMAT, "version": VERSION, "tenant": tenant}
-    scope = Scope(tenant)
+def export_lines(store: Store, scope: Scope) -> Iterator[dict[str, Any]]:
+    """The lines of an export of ``scope`` (a whole tenant when no field of it is set)."""
+    header: dict[str, Any] = {"type": "header", "format": FORMAT, "version": VERSION,
+                              "tenant": scope.tenant}
+    if scope.is_bounded:
+        header["scope"] = scope.as_dict()
+    yield header
     offset = 0
     while page := store.messages(scope, limit=PAGE, offset=offset):
         yield from ({"type": "message", **message_to_dict(m)} for m in page)
         offset += len(page)
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for event in store.iter_history(tenant):
+    for event in store.iter_history(scope.tenant):
         history[event.memory_id].append(event_to_dict(event))
     query = RecordQuery(scope, statuses=STATUSES)
     offset = 0
@@ -51,24 +58,22 @@ def export_lines(store: Store, tenant: str) -> Iterator[dict[str, Any]]:
         offset += len(records)
 
 
-def write_export(store: Store, tenant: str, out: IO[str]) -> int:
-    """Write the export of one tenant; return the number of lines written."""
+def write_export(store: Store, scope: Scope, out: IO[str]) -> int:
+    """Write the export of one scope; return the number of lines written."""
     count = 0
-    for line in export_lines(store, tenant):
+    for line in export_lines(store, scope):
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
         count += 1
     return count
 
 
 ScopeKey = tuple[str, str | None, str | None, str | None]
+Group = tuple[list[Message], list[MemoryRecord], list[HistoryEvent]]
 
 
-def read_export(lines: Iterable[str]) -> dict[ScopeKey, tuple[list[Message],
-                                                     list[MemoryRecord], list[HistoryEvent]]]:
+def read_export(lines: Iterable[str]) -> dict[ScopeKey, Group]:
     """Parse an export, grouped by scope; raise InvalidInputError on anything malformed."""
-    groups: dict[ScopeKey, tuple[list[Message], list[MemoryRecord], list[HistoryEvent]]] = (
-        defaultdict(lambda: ([], [], []))
-    )
+    groups: dict[ScopeKey, Group] = defaultdict(lambda: ([], [], []))
     saw_header = False
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -103,34 +108,136 @@ def _key(item: Message | MemoryRecord) -> ScopeKey:
     return (item.tenant, item.user_id, item.agent_id, item.session_id)
 
 
-def import_export(memory: Memory, lines: Iterable[str], *,
-                  progress: bool = False) -> dict[str, int]:
-    """Load an export into ``memory``'s tenant, re-embedding every memory.
+CONFLICT_POLICY = ("skip: an id already stored with other content (changed or deleted "
+                   "since the export) keeps the stored version; nothing is overwritten")
+MAX_CONFLICT_IDS = 100
 
-    Each scope is written in one transaction keyed by its content, so importing the same
-    file twice stores nothing twice.
-    """
+
+@dataclass(slots=True)
+class Tally:
+    messages: int = 0
+    memories: int = 0
+
+    def add(self, other: Tally) -> None:
+        self.messages += other.messages
+        self.memories += other.memories
+
+
+@dataclass(slots=True)
+class ScopeImport:
+    """What an import did in one scope: ``created`` when the scope held nothing before;
+    ``restored`` written, ``skipped`` already stored identically, ``conflicts`` stored with
+    other content (left as stored); ``history`` events written with the restored memories."""
+
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    created: bool
+    restored: Tally = field(default_factory=Tally)
+    skipped: Tally = field(default_factory=Tally)
+    conflicts: Tally = field(default_factory=Tally)
+    history: int = 0
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """The totals of an import, its conflicting ids (the first ``MAX_CONFLICT_IDS``), the
+    policy applied to them, and each scope's own counts."""
+
+    restored: Tally
+    skipped: Tally
+    conflicts: Tally
+    history: int
+    conflict_ids: list[str]
+    conflict_policy: str
+    scopes: list[ScopeImport]
+
+    @classmethod
+    def of(cls, scopes: list[ScopeImport], conflict_ids: list[str]) -> ImportReport:
+        report = cls(Tally(), Tally(), Tally(), 0, conflict_ids[:MAX_CONFLICT_IDS],
+                     CONFLICT_POLICY, scopes)
+        for scope in scopes:
+            report.restored.add(scope.restored)
+            report.skipped.add(scope.skipped)
+            report.conflicts.add(scope.conflicts)
+            report.history += scope.history
+        return report
+
+
+def import_export(memory: Memory, lines: Iterable[str], *,
+                  progress: bool = False) -> ImportReport:
+    """Load an export into ``memory``'s tenant: write what is missing (re-embedding its
+    memories), skip what is stored identically, and leave what is stored with other content
+    as it is, reported as a conflict. Importing the same file again writes nothing."""
     from tqdm import tqdm
 
     groups = read_export(lines)
-    counts = {"messages": 0, "memories": 0, "history": 0, "skipped_scopes": 0}
+    everything = RecordQuery(Scope(memory.tenant), statuses=STATUSES)
+    known = {(s.user_id, s.agent_id, s.session_id) for s in memory.store.scopes(everything)}
+    scopes, conflict_ids = [], []
     for (_, user, agent, session), (messages, records, events) in tqdm(
         groups.items(), desc="import", unit="scope", disable=not progress
     ):
         scope = Scope(memory.tenant, user, agent, session)
-        vectors = memory.embedder.embed([r.index_text for r in records], "document")
-        key = "import:" + content_hash(*(m.id for m in messages), *(r.id for r in records))
-        outcome = memory.store.write(WriteBatch(
-            scope=scope, add_key=key,
-            messages=[replace(m, tenant=scope.tenant) for m in messages],
-            inserts=[(replace(r, tenant=scope.tenant), v)
-                     for r, v in zip(records, vectors, strict=True)],
-            events=[replace(e, tenant=scope.tenant) for e in events],
-        ))
-        if not outcome.applied:
-            counts["skipped_scopes"] += 1
-            continue
-        counts["messages"] += len(messages)
-        counts["memories"] += len(records)
-        counts["history"] += len(events)
-    return counts
+        done = ScopeImport(user, agent, session, created=(user, agent, session) not in known)
+        conflict_ids += _restore(memory, scope, (messages, records, events), done)
+        scopes.append(done)
+    return ImportReport.of(scopes, conflict_ids)
+
+
+def _restore(memory: Memory, scope: Scope, group: Group, done: ScopeImport) -> list[str]:
+    """Write what of one scope's group is missing, counting into ``done``; return the ids
+    stored with other content (the conflicts)."""
+    store = memory.store
+    messages = [replace(m, tenant=scope.tenant) for m in group[0]]
+    records = [replace(r, tenant=scope.tenant) for r in group[1]]
+    new_messages, same_messages, clashing_messages = _sort(
+        messages, {m.id: m for m in _conversation(store, scope)})
+    new_records, same_records, clashing_records = _sort(
+        records, {r.id: r for r in store.get(scope.tenant, [r.id for r in records])})
+    done.skipped = Tally(same_messages, same_records)
+    done.conflicts = Tally(len(clashing_messages), len(clashing_records))
+    if new_messages or new_records:
+        _write(memory, scope, new_messages, new_records, group[2], done)
+    return clashing_messages + clashing_records
+
+
+def _write(memory: Memory, scope: Scope, messages: list[Message], records: list[MemoryRecord],
+           events: list[HistoryEvent], done: ScopeImport) -> None:
+    """Store the missing messages and records (re-embedded) with the records' history, in
+    one batch keyed by their ids, so that a concurrent import of the same lines is a no-op."""
+    ids = {r.id for r in records}
+    mine = [replace(e, tenant=scope.tenant) for e in events if e.memory_id in ids]
+    vectors = memory.embedder.embed([r.index_text for r in records], "document")
+    outcome = memory.store.write(WriteBatch(
+        scope=scope, add_key="import:" + content_hash(*(m.id for m in messages), *sorted(ids)),
+        messages=messages, inserts=list(zip(records, vectors, strict=True)), events=mine,
+    ))
+    written = Tally(len(messages), len(records))
+    if outcome.applied:
+        done.restored, done.history = written, len(mine)
+    else:  # a concurrent import of the same lines wrote them first
+        done.skipped.add(written)
+
+
+Item = TypeVar("Item", Message, MemoryRecord)
+
+
+def _sort(incoming: list[Item], stored: dict[str, Item]) -> tuple[list[Item], int, list[str]]:
+    """What is not stored yet, how many are stored identically, the ids stored otherwise."""
+    new, same, clashing = [], 0, []
+    for item in incoming:
+        have = stored.get(item.id)
+        if have is None:
+            new.append(item)
+        elif have == item:
+            same += 1
+        else:
+            clashing.append(item.id)
+    return new, same, clashing
+
+
+def _conversation(store: Store, scope: Scope) -> list[Message]:
+    """The raw messages of exactly this scope (a field left out must be empty, not "any")."""
+    bound = store.count_messages(scope)  # counts the wider scope: enough for the narrower
+    return store.recent_messages(scope, bound) if bound else []

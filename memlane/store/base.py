@@ -7,10 +7,11 @@ ranked, and every write of a batch happens in one transaction or not at all.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -120,6 +121,44 @@ class EraseCounts:
     history: int
 
 
+@dataclass(frozen=True, slots=True)
+class ScopeCounts:
+    """One scope (user, agent and session exactly as stored; ``None`` where not set) and how
+    many memories and raw messages it holds."""
+
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    memories: int
+    messages: int
+
+
+ScopeTriple = tuple[str | None, str | None, str | None]
+
+
+def scope_counts(memories: dict[ScopeTriple, int],
+                 messages: dict[ScopeTriple, int]) -> list[ScopeCounts]:
+    """The scopes holding either, in the order of their user, agent and session ids."""
+    keys = sorted(memories.keys() | messages.keys(), key=lambda k: tuple(v or "" for v in k))
+    return [ScopeCounts(*k, memories.get(k, 0), messages.get(k, 0)) for k in keys]
+
+
+ScopeField = Literal["user_id", "agent_id", "session_id"]
+
+
+def totals(counts: list[ScopeCounts], by: ScopeField) -> list[ScopeCounts]:
+    """``counts`` summed per value of one scope field (the other two left ``None``)."""
+    memories: Counter[ScopeTriple] = Counter()
+    messages: Counter[ScopeTriple] = Counter()
+    for c in counts:
+        value = getattr(c, by)
+        key = (value if by == "user_id" else None, value if by == "agent_id" else None,
+               value if by == "session_id" else None)
+        memories[key] += c.memories
+        messages[key] += c.messages
+    return scope_counts(memories, messages)
+
+
 @runtime_checkable
 class Store(Protocol):
     """A place to keep memories. One conformance suite holds every implementation to it."""
@@ -155,6 +194,11 @@ class Store(Protocol):
 
     def count_messages(self, scope: Scope) -> int:
         """How many raw messages the scope holds."""
+        ...
+
+    def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
+        """Each scope inside ``query.scope`` that holds raw messages or records the query
+        admits, with how many of each (``scope_counts`` order)."""
         ...
 
     def get_job(self, tenant: str, job_id: str) -> Job | None: ...

@@ -18,12 +18,14 @@ from .base import (
     USAGE_KEYS,
     EraseCounts,
     RecordQuery,
+    ScopeCounts,
     StoreCapabilities,
     Vector,
     WriteBatch,
     WriteOutcome,
     dense_score,
     keyword_score,
+    scope_counts,
 )
 
 
@@ -147,6 +149,15 @@ class InMemoryStore:
         with self._lock:
             return sum(scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)
                        for m in self._messages.values())
+
+    def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
+        memories = Counter((r.user_id, r.agent_id, r.session_id) for r in self._admitted(query))
+        with self._lock:
+            messages = Counter((m.user_id, m.agent_id, m.session_id)
+                               for m in self._messages.values()
+                               if query.scope.contains(m.tenant, m.user_id, m.agent_id,
+                                                       m.session_id))
+        return scope_counts(memories, messages)
 
     def messages(self, scope: Scope, *, limit: int | None = None,
                  offset: int = 0) -> list[Message]:

@@ -10,7 +10,14 @@ from typing import Any
 from ..filters import And, Cmp, Node, Not, Or
 from ..timeutil import to_text
 from ..types import SCOPE_FIELDS, Scope
-from .base import AS_OF_STATUSES, USAGE_KEYS, RecordQuery
+from .base import (
+    AS_OF_STATUSES,
+    USAGE_KEYS,
+    RecordQuery,
+    ScopeCounts,
+    ScopeTriple,
+    scope_counts,
+)
 from .rows import scope_condition
 
 Params = list[Any]
@@ -70,8 +77,8 @@ def compile_tree(node: Node, alias: str, leaf: Leaf, json_leaf: Leaf,
 
 
 class SQLCounts:
-    """``count``, ``tally`` and ``count_messages`` for a store with ``_rows``, a dialect's
-    ``_where`` and its parameter marker ``_mark``."""
+    """``count``, ``tally``, ``count_messages``, ``scopes`` and ``tally_jobs`` for a store
+    with ``_rows``, a dialect's ``_where`` and its parameter marker ``_mark``."""
 
     _mark: str
 
@@ -99,6 +106,25 @@ class SQLCounts:
     def count_messages(self, scope: Scope) -> int:
         where, params = self._scope_where(scope)
         return int(self._rows(f"SELECT count(*) FROM messages WHERE {where}", params)[0][0])
+
+    def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
+        where, params = self._where(query)
+        scope_where, scope_params = self._scope_where(query.scope)
+        rows = self._rows(
+            "SELECT m.user_id, m.agent_id, m.session_id, count(*), 0 FROM memories m "
+            f"WHERE {where} GROUP BY m.user_id, m.agent_id, m.session_id UNION ALL "
+            "SELECT user_id, agent_id, session_id, 0, count(*) FROM messages "
+            f"WHERE {scope_where} GROUP BY user_id, agent_id, session_id",
+            [*params, *scope_params])
+        memories: dict[ScopeTriple, int] = {}
+        messages: dict[ScopeTriple, int] = {}
+        for user, agent, session, n_memories, n_messages in rows:
+            key = (user or None, agent or None, session or None)
+            if n_memories:
+                memories[key] = int(n_memories)
+            if n_messages:
+                messages[key] = int(n_messages)
+        return scope_counts(memories, messages)
 
     _usage_number: str
     """SQL of one usage counter as a number, ``{key}`` standing for its name."""
