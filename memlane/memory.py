@@ -154,6 +154,8 @@ class Memory:
 
         Retrying with the same ``idempotency_key`` (or, without one, the same scope,
         messages and timestamp) stores nothing new and returns what the first call stored.
+        A key names one add: using it again with other messages, another timestamp or in
+        another scope raises ``ConflictError`` and stores nothing.
         With ``infer=True`` the configured LLM then extracts facts and reconciles them with
         the scope's current facts before ``add`` returns (the new and changed facts are
         returned after the turns); ``infer="background"`` returns once the turns are durable
@@ -165,14 +167,16 @@ class Memory:
         incoming = ingest.normalize(messages)
         meta = ingest.check_metadata(metadata)
         when = None if timestamp is None else parse_time(timestamp)
-        key = idempotency_key or ingest.add_key(scope, incoming, when)
+        fingerprint = ingest.add_key(scope, incoming, when)
+        key = idempotency_key or fingerprint
         now = utcnow()
         msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=now)
         vectors = self.embedder.embed([t.index_text for t in turns], "document")
         derived = windows.for_new_turns(self._preceding_lines(scope), turns, list(vectors), now)
         inserts = [*zip(turns, vectors, strict=True), *derived]
         job = infer_stage.new_job(turns, key, now) if infer else None
-        batch = WriteBatch(scope=scope, add_key=key, messages=msgs, inserts=inserts,
+        batch = WriteBatch(scope=scope, add_key=key, add_fingerprint=fingerprint,
+                           messages=msgs, inserts=inserts,
                            events=[_event(r, "add", None, r.text, "system", None)
                                    for r, _ in inserts], jobs=[job] if job else [])
         outcome = self.store.write(batch)

@@ -86,6 +86,16 @@ def test_exit_codes_scripts_can_trust(db: Path) -> None:
     run(db, "no-such-command", code=2)
 
 
+def test_an_idempotency_key_never_returns_another_users_add(db: Path) -> None:
+    run(db, "add", "Alice secret: code 9911", "--user", "alice", "--key", "req-1")
+    done = run(db, "add", "Bob: buy milk", "--user", "bob", "--key", "req-1", code=4)
+    assert "9911" not in done.stdout + done.stderr and "req-1" in done.stderr
+    assert out(run(db, "list", "--user", "bob")) == []
+    again = out(run(db, "add", "Alice secret: code 9911", "--user", "alice", "--key", "req-1"))
+    assert [r["text"] for r in again] == ["Alice secret: code 9911"]
+    assert len(out(run(db, "list", "--user", "alice"))) == 1
+
+
 def test_forget_erases_the_scope(db: Path) -> None:
     run(db, "add", "alice data", "--user", "alice")
     run(db, "add", "bob data", "--user", "bob")

@@ -7,6 +7,7 @@ import pytest
 from memlane import FakeEmbedder, Memory
 from memlane.errors import (
     ConfigurationError,
+    ConflictError,
     FilterError,
     InvalidInputError,
     NotFoundError,
@@ -42,7 +43,13 @@ def test_retried_add_stores_nothing_twice(mem: Memory) -> None:
     again = mem.add(CHAT, user_id="alice", timestamp="2026-03-14T10:00:00Z")
     assert [r.id for r in again] == [r.id for r in first]
     keyed = mem.add("note", user_id="alice", idempotency_key="k-1")
-    assert mem.add("a different retry body", user_id="alice", idempotency_key="k-1") == keyed
+    assert mem.add("note", user_id="alice", idempotency_key="k-1") == keyed
+    # a key names one add: other words, or another scope, with it are a conflict
+    with pytest.raises(ConflictError, match="k-1"):
+        mem.add("a different retry body", user_id="alice", idempotency_key="k-1")
+    with pytest.raises(ConflictError, match="k-1"):
+        mem.add("note", user_id="bob", idempotency_key="k-1")
+    assert mem.get_all(user_id="bob") == [] and mem.messages(user_id="bob") == []
     assert len(mem.get_all(user_id="alice")) == 3
     assert len(mem.messages(user_id="alice")) == 3
     # the same words at another time are a new event

@@ -116,6 +116,31 @@ def test_add_key_makes_writes_idempotent(store: Store) -> None:
     assert store.count(RecordQuery(ALICE)) == 1
 
 
+def test_add_key_is_bound_to_its_scope_and_content(store: Store) -> None:
+    secret = record("Alice secret: code 9911", ALICE)
+    store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
+                           inserts=[(secret, vec(1))]))
+    alice_s1 = Scope("default", "alice", None, "s1")
+    for scope, fingerprint in ((BOB, "bob-add"), (BOB, "alice-add"), (alice_s1, "alice-add"),
+                               (ALICE, "another-add")):
+        with pytest.raises(ConflictError, match="req-1"):
+            store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint=fingerprint,
+                                   inserts=[(record("Bob: buy milk", scope), vec(1))]))
+    assert store.find(RecordQuery(BOB)) == []
+    assert [r.id for r in store.find(RecordQuery(ALICE))] == [secret.id]
+    again = store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
+                                   inserts=[(record("Alice secret: code 9911", ALICE), vec(1))]))
+    assert not again.applied and again.memory_ids == (secret.id,)
+    # a key stored without a fingerprint (written before fingerprints) is bound to its scope
+    store.write(WriteBatch(scope=ALICE, add_key="old", inserts=[(record("x", ALICE), vec(1))]))
+    assert not store.write(WriteBatch(scope=ALICE, add_key="old", add_fingerprint="f")).applied
+    with pytest.raises(ConflictError):
+        store.write(WriteBatch(scope=BOB, add_key="old", add_fingerprint="f"))
+    # a key is per tenant: another tenant may use the same one
+    other = Scope("other", "alice")
+    assert store.write(WriteBatch(scope=other, add_key="req-1", add_fingerprint="o")).applied
+
+
 def test_batch_is_all_or_nothing(store: Store) -> None:
     message = Message(id="m1", tenant="default", user_id="alice", agent_id=None,
                       session_id=None, role="user", name=None, content="hi", event_time=T0,

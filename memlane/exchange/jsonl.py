@@ -107,8 +107,8 @@ def import_export(memory: Memory, lines: Iterable[str], *,
                   progress: bool = False) -> dict[str, int]:
     """Load an export into ``memory``'s tenant, re-embedding every memory.
 
-    Each scope is written in one transaction keyed by its content, so importing the same
-    file twice stores nothing twice.
+    Each scope is written in one transaction keyed by its ids, so importing the same file
+    twice stores nothing twice; the same ids with other texts are a ``ConflictError``.
     """
     from tqdm import tqdm
 
@@ -120,8 +120,10 @@ def import_export(memory: Memory, lines: Iterable[str], *,
         scope = Scope(memory.tenant, user, agent, session)
         vectors = memory.embedder.embed([r.index_text for r in records], "document")
         key = "import:" + content_hash(*(m.id for m in messages), *(r.id for r in records))
+        fingerprint = content_hash(*(f"{m.id}\0{m.content}" for m in messages),
+                                   *(f"{r.id}\0{r.text}" for r in records))
         outcome = memory.store.write(WriteBatch(
-            scope=scope, add_key=key,
+            scope=scope, add_key=key, add_fingerprint=fingerprint,
             messages=[replace(m, tenant=scope.tenant) for m in messages],
             inserts=[(replace(r, tenant=scope.tenant), v)
                      for r, v in zip(records, vectors, strict=True)],

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConflictError
 from ..filters import Node, matches
 from ..text import Analyzer
 from ..timeutil import to_text
@@ -93,18 +94,37 @@ class WriteBatch:
     """Everything one operation writes, applied atomically.
 
     With ``add_key`` set, a batch whose key was already applied writes nothing and the
-    store answers with the ids the first application stored (idempotent retries).
+    store answers with the ids the first application stored (idempotent retries). A key
+    names one add: it is kept with the add's scope and ``add_fingerprint`` (what the add
+    held), and a batch reusing it in another scope or with another fingerprint is a
+    ``ConflictError``, never an answer with another add's ids.
     ``scope`` is the scope the batch writes in (its tenant bounds every row it touches).
     """
 
     scope: Scope
     add_key: str | None = None
+    add_fingerprint: str | None = None
+    """A digest of what the add held (scope, messages, time); None compares by scope only."""
     messages: list[Message] = field(default_factory=list)
     inserts: list[tuple[MemoryRecord, Vector]] = field(default_factory=list)
     updates: list[RecordUpdate] = field(default_factory=list)
     events: list[HistoryEvent] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     """Jobs to insert or replace (by id) in the same transaction."""
+
+
+def check_add_key_reuse(batch: WriteBatch, stored_scope: Scope,
+                        stored_fingerprint: str | None) -> None:
+    """Raise ``ConflictError`` unless the add stored under ``batch.add_key`` (in
+    ``stored_scope``, with ``stored_fingerprint``) is the add ``batch`` retries. A key
+    stored without a fingerprint (before fingerprints were kept) is matched by scope."""
+    same_content = (stored_fingerprint is None or batch.add_fingerprint is None
+                    or stored_fingerprint == batch.add_fingerprint)
+    if stored_scope != batch.scope or not same_content:
+        raise ConflictError(
+            f"idempotency key {batch.add_key!r} was already used for a different add (other "
+            "messages, another time or another scope); nothing stored: a new add needs a "
+            "new key")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_add_key_reuse,
     dense_score,
     keyword_score,
 )
@@ -43,7 +44,7 @@ class InMemoryStore:
             self._vectors: dict[str, Vector] = {}
             self._messages: dict[tuple[str, str, str, str, str], Message] = {}
             self._history: list[HistoryEvent] = []
-            self._adds: dict[tuple[str, str], tuple[Scope, tuple[str, ...]]] = {}
+            self._adds: dict[tuple[str, str], tuple[Scope, tuple[str, ...], str | None]] = {}
             self._jobs: dict[str, Job] = {}
 
     def close(self) -> None:
@@ -58,7 +59,9 @@ class InMemoryStore:
     def write(self, batch: WriteBatch) -> WriteOutcome:
         with self._lock:
             if batch.add_key is not None and (batch.scope.tenant, batch.add_key) in self._adds:
-                return WriteOutcome(False, self._adds[(batch.scope.tenant, batch.add_key)][1])
+                scope, ids, fingerprint = self._adds[(batch.scope.tenant, batch.add_key)]
+                check_add_key_reuse(batch, scope, fingerprint)
+                return WriteOutcome(False, ids)
             self._check(batch)
             for message in batch.messages:
                 self._messages[_message_key(message)] = message
@@ -73,7 +76,8 @@ class InMemoryStore:
             self._jobs.update((j.id, j) for j in batch.jobs)
             ids = tuple(r.id for r, _ in batch.inserts)
             if batch.add_key is not None:
-                self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids)
+                self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids,
+                                                                   batch.add_fingerprint)
             return WriteOutcome(True, ids)
 
     def _check(self, batch: WriteBatch) -> None:

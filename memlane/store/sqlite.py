@@ -37,6 +37,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_add_key_reuse,
 )
 from .derived import DerivedSearch
 from .sql_common import SQLCounts
@@ -114,10 +115,9 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         try:
             with self._tx() as db:
                 if batch.add_key is not None:
-                    row = db.execute("SELECT memory_ids FROM adds WHERE tenant = ? AND key = ?",
-                                     (batch.scope.tenant, batch.add_key)).fetchone()
-                    if row is not None:
-                        return WriteOutcome(False, tuple(json.loads(row[0])))
+                    done = self._applied_add(db, batch)
+                    if done is not None:
+                        return WriteOutcome(False, done)
                 self._insert_messages(db, batch.messages)
                 self._insert_records(db, batch.inserts)
                 self._apply_updates(db, batch)
@@ -129,15 +129,27 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                 if batch.add_key is not None:
                     db.execute(
                         "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id,"
-                        " created_at) VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
+                        " fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, datetime('now'))",
                         (batch.scope.tenant, batch.add_key, json.dumps(ids),
-                         *codec.scope_values(batch.scope)),
+                         *codec.scope_values(batch.scope), batch.add_fingerprint),
                     )
                 return WriteOutcome(True, ids)
         except sqlite3.IntegrityError as exc:
             raise InvalidInputError(f"write rejected, nothing stored: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"write failed on {self.path}, nothing stored: {exc}") from exc
+
+    @staticmethod
+    def _applied_add(db: sqlite3.Connection, batch: WriteBatch) -> tuple[str, ...] | None:
+        """The ids stored by the add of ``batch.add_key``, if it was applied (and is this
+        same add: else ``ConflictError``)."""
+        row = db.execute("SELECT memory_ids, user_id, agent_id, session_id, fingerprint FROM "
+                         "adds WHERE tenant = ? AND key = ?",
+                         (batch.scope.tenant, batch.add_key)).fetchone()
+        if row is None:
+            return None
+        check_add_key_reuse(batch, codec.scope_of(batch.scope.tenant, row[1:4]), row[4])
+        return tuple(json.loads(row[0]))
 
     @staticmethod
     def _insert_messages(db: sqlite3.Connection, messages: list[Message]) -> None:
