@@ -312,6 +312,8 @@ class Memory:
                agent_id: str | None = None, session_id: str | None = None,
                reason: str | None = None, actor: str = "user") -> MemoryRecord:
         """Soft-delete: the memory leaves every search and listing, its history remains.
+        Deleting a turn also hides its raw message from ``messages``, ``stats`` and the
+        windows of later adds.
 
         Use ``forget`` to erase a scope for good.
         """
@@ -334,7 +336,8 @@ class Memory:
     def delete_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                    session_id: str | None = None, reason: str | None = None,
                    actor: str = "user") -> int:
-        """Soft-delete every memory of one scope (and only that scope); return how many."""
+        """Soft-delete every memory of one scope (and only that scope), hiding its raw
+        messages as ``delete`` does; return how many."""
         scope = self._scope(user_id, agent_id, session_id).require_bounded("delete_all")
         live = self.store.find(RecordQuery(scope, statuses=("active", "superseded", "archived")))
         if not live:
@@ -417,7 +420,12 @@ class Memory:
     def messages(self, *, user_id: str | None = None, agent_id: str | None = None,
                  session_id: str | None = None, limit: int | None = None,
                  offset: int = 0) -> list[Message]:
-        """The raw messages of a scope, verbatim, in the order they happened."""
+        """The raw messages of a scope, verbatim, in the order they happened.
+
+        A message whose turn was deleted (``delete``, ``delete_all``) is left out, here and
+        in ``stats``; it is kept, with the turn's history, for export until ``forget``
+        erases the scope.
+        """
         scope = self._scope(user_id, agent_id, session_id).require_bounded("messages")
         return self.store.messages(scope, limit=limit, offset=offset)
 

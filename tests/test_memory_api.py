@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from memlane import FakeEmbedder, Memory
@@ -12,6 +14,7 @@ from memlane.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from memlane.exchange import jsonl
 from memlane.store import Store
 from memlane.types import Scope
 from memlane.write.ingest import MAX_TEXT_CHARS
@@ -128,6 +131,27 @@ def test_delete_is_soft_and_recorded(mem: Memory) -> None:
     assert [e.op for e in mem.history(r.id)] == ["add", "delete"]
     with pytest.raises(NotFoundError):
         mem.update(r.id, "again", user_id="alice")
+
+
+def test_deleted_turns_leave_the_raw_messages_until_forget(mem: Memory) -> None:
+    first, second = mem.add(CHAT, user_id="alice", session_id="s1")
+    mem.delete(first.id, user_id="alice")
+    assert [m.content for m in mem.messages(user_id="alice")] == [second.text]
+    assert mem.stats(user_id="alice")["messages"] == 1
+    # a later add's window does not bring the deleted words back
+    mem.add("Any tips for the trams?", user_id="alice", session_id="s1")
+    windows = mem.get_all(user_id="alice", kinds=["window"])
+    assert windows and not any(first.text in w.text for w in windows)
+    # kept for export: the turn's status travels with it and hides the message again
+    lines = list(jsonl.export_lines(mem.store, mem.tenant))
+    assert first.text in [line.get("content") for line in lines]
+    copy = Memory(":memory:", embedder=FakeEmbedder())
+    jsonl.import_export(copy, [json.dumps(line) for line in lines])
+    assert [m.content for m in copy.messages(user_id="alice")] == [
+        second.text, "Any tips for the trams?"]
+    assert mem.delete_all(user_id="alice") == 2
+    assert mem.messages(user_id="alice") == [] and mem.stats(user_id="alice")["messages"] == 0
+    assert mem.forget(user_id="alice").messages == 3
 
 
 def test_get_all_filters_and_pages(mem: Memory) -> None:

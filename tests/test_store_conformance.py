@@ -294,3 +294,37 @@ def test_tally_jobs_counts_statuses_and_sums_usage_within_the_scope(store: Store
         "done": (1, {"calls": 2, "prompt_tokens": 900, "completion_tokens": 80})}
     assert store.tally_jobs(Scope("default"))["pending"] == (1, {**none, "calls": 5})
     assert store.tally_jobs(Scope("other")) == {}
+
+
+def said(message_id: str, scope: Scope, text: str, minute: int) -> Message:
+    return Message(id=message_id, tenant=scope.tenant, user_id=scope.user_id,
+                   agent_id=scope.agent_id, session_id=scope.session_id, role="user",
+                   name=None, content=text, event_time=T0 + timedelta(minutes=minute),
+                   created_at=T0)
+
+
+def test_a_deleted_turn_hides_its_raw_message(store: Store) -> None:
+    other_session = Scope("default", "alice", None, "s2")
+    kept, hidden = said("m1", ALICE, "keep me", 1), said("m2", ALICE, "hide me", 2)
+    same_id = said("m2", other_session, "same id, other session", 3)  # ids are per scope
+    turns = [record(m.content, scope, source_ids=(m.id,))
+             for m, scope in ((kept, ALICE), (hidden, ALICE), (same_id, other_session))]
+    fact = record("a fact read from m1", ALICE, kind="fact", source_ids=("m1",))
+    store.write(WriteBatch(scope=ALICE, messages=[kept, hidden],
+                           inserts=[(turns[0], vec(1)), (turns[1], vec(1)), (fact, vec(1))]))
+    store.write(WriteBatch(scope=other_session, messages=[same_id],
+                           inserts=[(turns[2], vec(1))]))
+    store.write(WriteBatch(scope=BOB, messages=[said("m2", BOB, "bob's m2", 4)]))
+    gone = [replace(r, status="deleted", version=2) for r in (turns[1], fact)]
+    store.write(WriteBatch(scope=ALICE, updates=[RecordUpdate(r, 1) for r in gone]))
+    # deleting a turn hides what was said; deleting a fact read from it does not
+    assert store.messages(ALICE) == [kept, same_id]
+    assert store.messages(ALICE, limit=1, offset=1) == [same_id]
+    assert store.count_messages(ALICE) == 2
+    assert store.recent_messages(ALICE, 5) == [kept]
+    assert store.messages(other_session) == [same_id]
+    assert [m.content for m in store.messages(BOB)] == ["bob's m2"]
+    # the message is kept (for history, export and restore) until the scope is erased
+    assert store.messages(ALICE, include_deleted=True) == [kept, hidden, same_id]
+    assert store.erase(ALICE).messages == 3
+    assert store.messages(ALICE, include_deleted=True) == []

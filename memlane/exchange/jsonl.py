@@ -1,8 +1,10 @@
 """memlane's portable export: JSON lines holding messages, memories and their history.
 
-Line 1 is a header; then one ``message`` line per raw message and one ``memory`` line per
-memory (every status) with its history. Vectors are not exported: an import re-embeds with
-the importing store's model, so an export moves between embedders and stores.
+Line 1 is a header; then one ``message`` line per raw message (those of deleted turns
+included: the turn's ``deleted`` status, exported with it, hides them again once imported)
+and one ``memory`` line per memory (every status) with its history. Vectors are not
+exported: an import re-embeds with the importing store's model, so an export moves between
+embedders and stores.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def export_lines(store: Store, tenant: str) -> Iterator[dict[str, Any]]:
     yield {"type": "header", "format": FORMAT, "version": VERSION, "tenant": tenant}
     scope = Scope(tenant)
     offset = 0
-    while page := store.messages(scope, limit=PAGE, offset=offset):
+    while page := store.messages(scope, limit=PAGE, offset=offset, include_deleted=True):
         yield from ({"type": "message", **message_to_dict(m)} for m in page)
         offset += len(page)
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -170,11 +170,15 @@ class Store(Protocol):
 
     def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]: ...
 
-    def messages(self, scope: Scope, *, limit: int | None = None,
-                 offset: int = 0) -> list[Message]: ...
+    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
+                 include_deleted: bool = False) -> list[Message]:
+        """Raw messages of the scope in the order they happened. A message whose turn is
+        deleted (status ``deleted``) is left out unless ``include_deleted`` (export and
+        migration keep it; ``erase`` removes it)."""
+        ...
 
     def count_messages(self, scope: Scope) -> int:
-        """How many raw messages the scope holds."""
+        """How many raw messages the scope holds, those of deleted turns left out."""
         ...
 
     def get_job(self, tenant: str, job_id: str) -> Job | None: ...
@@ -197,7 +201,7 @@ class Store(Protocol):
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
         """The newest messages of exactly this conversation (fields left out must be empty,
-        not "any"), newest first."""
+        not "any"), newest first; those of deleted turns left out, as in ``messages``."""
         ...
 
     def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]: ...
@@ -211,6 +215,10 @@ class Store(Protocol):
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+HIDDEN_TURN = ("turn", "deleted")
+"""The (kind, status) of a memory whose raw message ``messages`` leaves out."""
 
 
 def dense_score(cosine: float) -> float:

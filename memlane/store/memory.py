@@ -15,6 +15,7 @@ from ..read.bm25 import bm25_scores
 from ..text import Analyzer
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
+    HIDDEN_TURN,
     USAGE_KEYS,
     EraseCounts,
     RecordQuery,
@@ -148,17 +149,21 @@ class InMemoryStore:
         yield from events
 
     def count_messages(self, scope: Scope) -> int:
-        with self._lock:
-            return sum(scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)
-                       for m in self._messages.values())
+        return len(self.messages(scope))
 
-    def messages(self, scope: Scope, *, limit: int | None = None,
-                 offset: int = 0) -> list[Message]:
+    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
+                 include_deleted: bool = False) -> list[Message]:
         with self._lock:
-            rows = [m for m in self._messages.values()
-                    if scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)]
+            hidden = set() if include_deleted else self._hidden()
+            rows = [m for k, m in self._messages.items() if k not in hidden
+                    and scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)]
         rows.sort(key=lambda m: (m.event_time, m.created_at))
         return rows[offset:] if limit is None else rows[offset:offset + limit]
+
+    def _hidden(self) -> set[tuple[str, str, str, str, str]]:
+        """The keys of the messages that deleted turns cite."""
+        return {(*_scope_key(r.scope), source) for r in self._records.values()
+                if (r.kind, r.status) == HIDDEN_TURN for source in r.source_ids}
 
     def claim_job(self, tenant: str, job_id: str, now: datetime,
                   stale_before: datetime) -> Job | None:
@@ -193,9 +198,10 @@ class InMemoryStore:
         return sorted(jobs, key=lambda j: (j.created_at, j.id))[:limit]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
-        key = (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
+        key = _scope_key(scope)
         with self._lock:
-            rows = [m for k, m in self._messages.items() if k[:4] == key]
+            hidden = self._hidden()
+            rows = [m for k, m in self._messages.items() if k[:4] == key and k not in hidden]
         rows.sort(key=lambda m: m.event_time)  # stable: insertion order breaks ties
         return rows[::-1][:limit]
 
@@ -227,6 +233,10 @@ class InMemoryStore:
 def _message_key(message: Message) -> tuple[str, str, str, str, str]:
     return (message.tenant, message.user_id or "", message.agent_id or "",
             message.session_id or "", message.id)
+
+
+def _scope_key(scope: Scope) -> tuple[str, str, str, str]:
+    return (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
 
 
 

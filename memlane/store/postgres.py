@@ -139,6 +139,10 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     _mark = "%s"
     _usage_number = "(usage ->> '{key}')::bigint"
+    _hidden_messages = (
+        "EXISTS (SELECT 1 FROM memories m WHERE {scope} AND m.kind = %s AND m.status = %s "
+        "AND m.user_id = messages.user_id AND m.agent_id = messages.agent_id AND "
+        "m.session_id = messages.session_id AND m.source_ids @> jsonb_build_array(messages.id))")
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
 
     def __init__(self, location: str, *, pool_size: int = 4,
@@ -569,19 +573,19 @@ class PostgresStore(SQLCounts, DerivedSearch):
                           "ORDER BY rid", (tenant,))
         return (codec.event(r) for r in rows)
 
-    def messages(self, scope: Scope, *, limit: int | None = None,
-                 offset: int = 0) -> list[Message]:
-        where, params = self._scope_where(scope)
+    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
+                 include_deleted: bool = False) -> list[Message]:
+        where, params = self._messages_where(scope, include_deleted)
         rows = self._rows(f"SELECT {_MSG_SELECT} FROM messages WHERE {where} ORDER BY "
                           'event_time COLLATE "C", rid LIMIT %s OFFSET %s',
                           (*params, limit, offset))
         return [codec.message(r) for r in rows]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        where, params = self._conversation_where(scope)
         rows = self._rows(
-            f"SELECT {_MSG_SELECT} FROM messages WHERE tenant = %s AND user_id = %s AND "
-            'agent_id = %s AND session_id = %s ORDER BY event_time COLLATE "C" DESC, rid DESC '
-            "LIMIT %s", (scope.tenant, *codec.scope_values(scope), limit))
+            f"SELECT {_MSG_SELECT} FROM messages WHERE {where} "
+            'ORDER BY event_time COLLATE "C" DESC, rid DESC LIMIT %s', (*params, limit))
         return [codec.message(r) for r in rows]
 
     def tenants(self) -> list[str]:
