@@ -351,10 +351,23 @@ class Memory:
         return sum(1 for r in live if r.kind not in windows.DERIVED_KINDS)
 
     def forget(self, *, user_id: str | None = None, agent_id: str | None = None,
-               session_id: str | None = None) -> EraseCounts:
-        """Erase a scope completely: messages, memories, vectors, index entries, history."""
+               session_id: str | None = None, wait: float | None = None) -> EraseCounts:
+        """Erase a scope completely: raw messages, memories, vectors, index entries,
+        history, idempotency keys and jobs.
+
+        Returns how many rows went from each table and, for a SQLite file, whether the
+        write-ahead log was truncated and the file verified free of the erased bytes. If
+        another connection holds a read snapshot from before the erasure for longer than
+        ``wait`` seconds (None: the store's default, 10 s on SQLite), the rows stay deleted
+        but their bytes are still in the file: ``ErasurePendingError`` says so (its
+        ``counts`` say what was deleted), and the next open of the store or the next
+        ``forget`` completes and verifies the erasure.
+        """
         scope = self._scope(user_id, agent_id, session_id).require_bounded("forget")
-        return self.store.erase(scope)
+        if wait is not None and (isinstance(wait, bool) or not isinstance(wait, int | float)
+                                 or not 0 <= wait < float("inf")):
+            raise InvalidInputError("wait must be a number of seconds, 0 or more")
+        return self.store.erase(scope, wait=wait)
 
     def reset(self) -> None:
         """Erase everything in the store, every tenant included."""

@@ -100,7 +100,9 @@ def test_forget_erases_the_scope(db: Path) -> None:
     run(db, "add", "alice data", "--user", "alice")
     run(db, "add", "bob data", "--user", "bob")
     erased = out(run(db, "forget", "--user", "alice", "--yes"))["erased"]
-    assert erased["memories"] == 2 and erased["messages"] == 1  # the turn and its window
+    assert erased == {"messages": 1, "memories": 2, "vectors": 2,  # the turn and its window
+                      "history": 2, "adds": 1, "jobs": 0, "wal_truncated": True,
+                      "verified_clean": True}
     assert out(run(db, "list", "--user", "alice")) == []
     assert len(out(run(db, "list", "--user", "bob"))) == 1
 

@@ -208,7 +208,9 @@ def test_delete_all_touches_only_its_scope(mem: Memory) -> None:
 def test_forget_erases_a_scope(mem: Memory) -> None:
     r = mem.add("alice's secret", user_id="alice")[0]
     mem.add("bob's note", user_id="bob")
-    counts = mem.forget(user_id="alice")
+    with pytest.raises(InvalidInputError, match="wait"):
+        mem.forget(user_id="alice", wait=-1)
+    counts = mem.forget(user_id="alice", wait=1)
     assert counts.memories == 2 and counts.messages == 1  # the turn and its window
     with pytest.raises(NotFoundError):
         mem.get(r.id)

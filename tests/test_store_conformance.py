@@ -211,6 +211,9 @@ def test_erase_removes_the_scope_and_nothing_else(store: Store) -> None:
     put(store, BOB, (b, vec(1)))
     counts = store.erase(ALICE)
     assert (counts.messages, counts.memories, counts.history) == (1, 1, 1)
+    assert (counts.vectors, counts.adds, counts.jobs) == (1, 1, 0)
+    checked = True if store.capabilities.verified_erasure else None  # None: cannot check
+    assert counts.wal_truncated is checked and counts.verified_clean is checked
     assert store.get("default", [a.id]) == []
     assert store.messages(ALICE) == []
     assert store.history("default", a.id) == []

@@ -33,6 +33,8 @@ class StoreCapabilities:
     multi_process: bool
     keyword_search: bool = True
     vector_search: bool = True
+    verified_erasure: bool = False
+    """``erase`` checks that the erased bytes left the store's files (``EraseCounts``)."""
 
 
 USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens")
@@ -135,9 +137,23 @@ class WriteOutcome:
 
 @dataclass(frozen=True, slots=True)
 class EraseCounts:
+    """What ``erase`` removed, table by table, and what it verified of the bytes left.
+
+    ``wal_truncated``: every page of the write-ahead log was copied into the database file
+    and the log emptied (the log held the erased text too). ``verified_clean``: the store
+    checked that the erased bytes are in none of its files (freed space overwritten, log
+    truncated). Both are None where the store has no such files to check: in memory, and on
+    PostgreSQL, whose own WAL and data files memlane cannot inspect (see docs/postgres.md).
+    """
+
     messages: int
     memories: int
     history: int
+    vectors: int
+    adds: int
+    jobs: int
+    wal_truncated: bool | None = None
+    verified_clean: bool | None = None
 
 
 @runtime_checkable
@@ -206,7 +222,12 @@ class Store(Protocol):
 
     def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]: ...
 
-    def erase(self, scope: Scope) -> EraseCounts: ...
+    def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
+        """Delete everything of a scope for good, and make its bytes leave the store's
+        files. ``wait`` bounds how long to wait (None: the store's default) for other
+        connections to release read snapshots that still show the erased rows; when they do
+        not, the rows stay deleted and ``ErasurePendingError`` says the bytes remain."""
+        ...
 
     def tenants(self) -> list[str]: ...
 

@@ -210,7 +210,9 @@ class InMemoryStore:
             return sorted({r.tenant for r in self._records.values()}
                           | {m.tenant for m in self._messages.values()})
 
-    def erase(self, scope: Scope) -> EraseCounts:
+    def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
+        """Drop the scope's objects; no file holds them (the process's freed memory may,
+        until reused: ``wal_truncated`` and ``verified_clean`` are None)."""
         with self._lock:
             gone = {i for i, r in self._records.items()
                     if scope.contains(r.tenant, r.user_id, r.agent_id, r.session_id)}
@@ -221,13 +223,16 @@ class InMemoryStore:
             for memory_id in gone:
                 del self._records[memory_id]
                 del self._vectors[memory_id]
-            self._jobs = {i: j for i, j in self._jobs.items() if not _within(scope, j.scope)}
+            jobs = {i: j for i, j in self._jobs.items() if not _within(scope, j.scope)}
             kept = [e for e in self._history if e.memory_id not in gone]
-            n_history = len(self._history) - len(kept)
-            self._history = kept
-            self._adds = {k: v for k, v in self._adds.items()
-                          if not (_within(scope, v[0]) or gone.intersection(v[1]))}
-            return EraseCounts(len(msg_keys), len(gone), n_history)
+            adds = {k: v for k, v in self._adds.items()
+                    if not (_within(scope, v[0]) or gone.intersection(v[1]))}
+            counts = EraseCounts(messages=len(msg_keys), memories=len(gone),
+                                 history=len(self._history) - len(kept), vectors=len(gone),
+                                 adds=len(self._adds) - len(adds),
+                                 jobs=len(self._jobs) - len(jobs))
+            self._jobs, self._history, self._adds = jobs, kept, adds
+            return counts
 
 
 def _message_key(message: Message) -> tuple[str, str, str, str, str]:

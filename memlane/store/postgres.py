@@ -623,7 +623,11 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     # --- forgetting ----------------------------------------------------------------------
 
-    def erase(self, scope: Scope) -> EraseCounts:
+    def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
+        """Delete the scope's rows from every table in one transaction, drop its HNSW
+        indexes, then VACUUM the tables that held them. PostgreSQL's own WAL and the space
+        VACUUM frees are beyond a client's reach (docs/postgres.md): ``wal_truncated`` and
+        ``verified_clean`` are None."""
         where, params = self._scope_where(scope)
 
         def erase(conn: Any) -> EraseCounts:
@@ -632,21 +636,23 @@ class PostgresStore(SQLCounts, DerivedSearch):
             n_history = conn.execute("DELETE FROM history WHERE tenant = %s AND "
                                      "memory_id = ANY(%s)", (scope.tenant, gone)).rowcount
             n_memories = conn.execute(f"DELETE FROM memories WHERE {where}", params).rowcount
-            n_messages = conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
-            conn.execute(f"DELETE FROM adds WHERE {where}", params)
-            conn.execute(f"DELETE FROM jobs WHERE {where}", params)
+            counts = EraseCounts(
+                messages=conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount,
+                memories=n_memories, history=n_history, vectors=n_memories,
+                adds=conn.execute(f"DELETE FROM adds WHERE {where}", params).rowcount,
+                jobs=conn.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount)
             # the scope's own HNSW indexes go too (their definitions name the scope)
             for (name,) in conn.execute(f"DELETE FROM ann_indexes WHERE {where} RETURNING name",
                                         params).fetchall():
                 conn.execute(f'DROP INDEX IF EXISTS "{name}"')
             self._bump(conn, scope.tenant)
-            return EraseCounts(n_messages, n_memories, n_history)
+            return counts
 
         try:
             counts = self._retrying(erase)
             with self._pool.connection() as conn:
                 conn.autocommit = True
-                conn.execute("VACUUM memories, messages, history")
+                conn.execute("VACUUM memories, messages, history, adds, jobs")
                 conn.autocommit = False
         except self._psycopg.Error as exc:
             raise StoreError(f"erase failed: {exc}") from exc

@@ -104,6 +104,8 @@ def migrate(db: sqlite3.Connection) -> int:
         for number in range(current + 1, len(MIGRATIONS) + 1):
             MIGRATIONS[number - 1](db)
             db.execute(f"PRAGMA user_version = {number}")
+        if current == 0:  # a new file, written with secure_delete from its first page
+            db.execute("INSERT INTO meta (key, value) VALUES ('sqlite.free_space', 'zeroed')")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
