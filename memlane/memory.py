@@ -370,7 +370,8 @@ class Memory:
         return self.store.erase(scope, wait=wait)
 
     def reset(self) -> None:
-        """Erase everything in the store, every tenant included."""
+        """Erase everything in the store, every tenant included (verified as ``forget``
+        is; ``ErasurePendingError`` likewise)."""
         self.store.reset()
         self._check_embedder()
 

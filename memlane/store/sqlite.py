@@ -1,6 +1,7 @@
 """The default store: one SQLite file, safe for several processes at once.
 
-WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for every write. Vectors are float32 blobs
+WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for every write, ``secure_delete`` (what a
+write frees is overwritten; erasure is checked in ``sqlite_erase``). Vectors are float32 blobs
 in the same transaction as their rows. Searches run on in-process indexes derived from the
 rows and checked against their versions (``vector_cache``, ``keyword_index``), reused until
 any connection commits a change. Driver errors are translated here into memlane's errors.
@@ -51,6 +52,7 @@ from .sqlite_erase import (
     clear_pending,
     erase_all,
     erase_rows,
+    mark_pending,
     pending_message,
     secure_delete_on,
 )
@@ -81,6 +83,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         self.path = str(path)
         self.erase_wait = erase_wait
         self._busy_ms = int(timeout * 1000)
+        self._on_disk = self.path != ":memory:"
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -342,6 +345,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
             try:
                 with self._tx() as db:
                     counts = erase_rows(db, where, params)
+                    self._mark_pending(db)
             except sqlite3.Error as exc:
                 raise StoreError(f"erase failed on {self.path}, nothing erased: {exc}") from exc
             finally:
@@ -353,14 +357,19 @@ class SQLiteStore(SQLCounts, DerivedSearch):
             try:
                 with self._tx() as db:
                     counts = erase_all(db)
+                    self._mark_pending(db)
             finally:
                 self._drop_indexes()
             self._verified(counts, None)
 
+    def _mark_pending(self, db: sqlite3.Connection) -> None:
+        if self._on_disk:  # with the deletion itself: a crash before the check keeps it
+            mark_pending(db)
+
     def _verified(self, counts: EraseCounts, wait: float | None) -> EraseCounts:
         """``counts`` with what the completion of the erasure verified; raises
         ``ErasurePendingError`` if another connection keeps the erased bytes in the files."""
-        if self.path == ":memory:":
+        if not self._on_disk:
             return counts
         wait = self.erase_wait if wait is None else wait
         try:
@@ -402,7 +411,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
 
     def _complete_pending(self) -> None:
         """At open: finish an erasure a reader kept pending, if it has ended (no waiting)."""
-        if self.path != ":memory:" and self.get_meta(PENDING_ERASURE) is not None:
+        if self._on_disk and self.get_meta(PENDING_ERASURE) is not None:
             with contextlib.suppress(StoreError, sqlite3.Error):
                 self._complete_erasure(0.0)
 

@@ -49,7 +49,6 @@ def erase_rows(db: sqlite3.Connection, where: str, params: list[Any]) -> EraseCo
         jobs=delete(f"DELETE FROM jobs WHERE {where}", params),
     )
     db.execute("DELETE FROM gone")
-    mark_pending(db)
     return counts
 
 
@@ -58,7 +57,6 @@ def erase_all(db: sqlite3.Connection) -> EraseCounts:
     counts = {table: int(db.execute(f"DELETE FROM {table}").rowcount) for table in (
         "memory_vectors", "history", "memories", "jobs", "messages", "adds")}
     db.execute("DELETE FROM meta WHERE key NOT LIKE ?", (INTERNAL_META,))
-    mark_pending(db)
     return EraseCounts(messages=counts["messages"], memories=counts["memories"],
                        history=counts["history"], vectors=counts["memory_vectors"],
                        adds=counts["adds"], jobs=counts["jobs"])
