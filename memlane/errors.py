@@ -9,6 +9,7 @@
     ├── ConflictError            a concurrent writer changed the memory first; retry
     └── BackendError             the store or a model failed at run time
         ├── StoreError           a database error, translated at the store boundary
+        ├── ErasurePendingError  erased rows are gone, their bytes not yet: a reader holds them
         └── ModelError           an embedding model or an LLM failed to load or run
             └── ModelOutputError an LLM answer that is not valid JSON for its schema
 
@@ -17,6 +18,11 @@ callers can retry the second and must fix the first.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store.base import EraseCounts
 
 
 class MemlaneError(Exception):
@@ -53,6 +59,17 @@ class BackendError(MemlaneError):
 
 class StoreError(BackendError):
     """A database error, translated at the store boundary."""
+
+
+class ErasurePendingError(BackendError):
+    """An erasure whose rows are deleted (no reader sees them again) but whose bytes are
+    still in the store's files, because another connection holds a read snapshot taken
+    before it. The store records it as pending and completes and verifies it at its next
+    open or erasure once that reader ends; ``counts`` says what was deleted."""
+
+    def __init__(self, message: str, counts: EraseCounts) -> None:
+        super().__init__(message)
+        self.counts = counts
 
 
 class ModelError(BackendError):

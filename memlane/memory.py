@@ -156,6 +156,8 @@ class Memory:
 
         Retrying with the same ``idempotency_key`` (or, without one, the same scope,
         messages and timestamp) stores nothing new and returns what the first call stored.
+        A key names one add: using it again with other messages, another timestamp or in
+        another scope raises ``ConflictError`` and stores nothing.
         With ``infer=True`` the configured LLM then extracts facts and reconciles them with
         the scope's current facts before ``add`` returns (the new and changed facts are
         returned after the turns); ``infer="background"`` returns once the turns are durable
@@ -167,14 +169,16 @@ class Memory:
         incoming = ingest.normalize(messages)
         meta = ingest.check_metadata(metadata)
         when = None if timestamp is None else parse_time(timestamp)
-        key = idempotency_key or ingest.add_key(scope, incoming, when)
+        fingerprint = ingest.add_key(scope, incoming, when)
+        key = idempotency_key or fingerprint
         now = utcnow()
         msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=now)
         vectors = self.embedder.embed([t.index_text for t in turns], "document")
         derived = windows.for_new_turns(self._preceding_lines(scope), turns, list(vectors), now)
         inserts = [*zip(turns, vectors, strict=True), *derived]
         job = infer_stage.new_job(turns, key, now) if infer else None
-        batch = WriteBatch(scope=scope, add_key=key, messages=msgs, inserts=inserts,
+        batch = WriteBatch(scope=scope, add_key=key, add_fingerprint=fingerprint,
+                           messages=msgs, inserts=inserts,
                            events=[_event(r, "add", None, r.text, "system", None)
                                    for r, _ in inserts], jobs=[job] if job else [])
         outcome = self.store.write(batch)
@@ -310,6 +314,8 @@ class Memory:
                agent_id: str | None = None, session_id: str | None = None,
                reason: str | None = None, actor: str = "user") -> MemoryRecord:
         """Soft-delete: the memory leaves every search and listing, its history remains.
+        Deleting a turn also hides its raw message from ``messages``, ``stats`` and the
+        windows of later adds.
 
         Use ``forget`` to erase a scope for good.
         """
@@ -332,7 +338,8 @@ class Memory:
     def delete_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                    session_id: str | None = None, reason: str | None = None,
                    actor: str = "user") -> int:
-        """Soft-delete every memory of one scope (and only that scope); return how many."""
+        """Soft-delete every memory of one scope (and only that scope), hiding its raw
+        messages as ``delete`` does; return how many."""
         scope = self._scope(user_id, agent_id, session_id).require_bounded("delete_all")
         live = self.store.find(RecordQuery(scope, statuses=("active", "superseded", "archived")))
         if not live:
@@ -346,13 +353,27 @@ class Memory:
         return sum(1 for r in live if r.kind not in windows.DERIVED_KINDS)
 
     def forget(self, *, user_id: str | None = None, agent_id: str | None = None,
-               session_id: str | None = None) -> EraseCounts:
-        """Erase a scope completely: messages, memories, vectors, index entries, history."""
+               session_id: str | None = None, wait: float | None = None) -> EraseCounts:
+        """Erase a scope completely: raw messages, memories, vectors, index entries,
+        history, idempotency keys and jobs.
+
+        Returns how many rows went from each table and, for a SQLite file, whether the
+        write-ahead log was truncated and the file verified free of the erased bytes. If
+        another connection holds a read snapshot from before the erasure for longer than
+        ``wait`` seconds (None: the store's default, 10 s on SQLite), the rows stay deleted
+        but their bytes are still in the file: ``ErasurePendingError`` says so (its
+        ``counts`` say what was deleted), and the next open of the store or the next
+        ``forget`` completes and verifies the erasure.
+        """
         scope = self._scope(user_id, agent_id, session_id).require_bounded("forget")
-        return self.store.erase(scope)
+        if wait is not None and (isinstance(wait, bool) or not isinstance(wait, int | float)
+                                 or not 0 <= wait < float("inf")):
+            raise InvalidInputError("wait must be a number of seconds, 0 or more")
+        return self.store.erase(scope, wait=wait)
 
     def reset(self) -> None:
-        """Erase everything in the store, every tenant included."""
+        """Erase everything in the store, every tenant included (verified as ``forget``
+        is; ``ErasurePendingError`` likewise)."""
         self.store.reset()
         self._check_embedder()
 
@@ -415,7 +436,12 @@ class Memory:
     def messages(self, *, user_id: str | None = None, agent_id: str | None = None,
                  session_id: str | None = None, limit: int | None = None,
                  offset: int = 0) -> list[Message]:
-        """The raw messages of a scope, verbatim, in the order they happened."""
+        """The raw messages of a scope, verbatim, in the order they happened.
+
+        A message whose turn was deleted (``delete``, ``delete_all``) is left out, here and
+        in ``stats``; it is kept, with the turn's history, for export until ``forget``
+        erases the scope.
+        """
         scope = self._scope(user_id, agent_id, session_id).require_bounded("messages")
         return self.store.messages(scope, limit=limit, offset=offset)
 

@@ -10,7 +10,8 @@ from memlane import AsyncMemory, FakeEmbedder, Memory
 
 EXPORTED = [
     "RECIPES", "AsyncMemory", "BackendError", "ConfigurationError", "ConflictError", "Context",
-    "Embedder", "FakeEmbedder", "FilterError", "HistoryEvent", "InvalidInputError",
+    "Embedder", "ErasurePendingError", "FakeEmbedder", "FilterError", "HistoryEvent",
+    "InvalidInputError",
     "MemlaneError", "Memory", "MemoryRecord", "Message", "MiniLMEmbedder", "ModelError",
     "NotFoundError", "Scope", "SearchConfig", "SearchHit", "SignalDetail", "StoreError",
     "UsageError", "__version__",

@@ -97,11 +97,23 @@ def test_exit_codes_scripts_can_trust(db: Path) -> None:
     run(db, "no-such-command", code=2)
 
 
+def test_an_idempotency_key_never_returns_another_users_add(db: Path) -> None:
+    run(db, "add", "Alice secret: code 9911", "--user", "alice", "--key", "req-1")
+    done = run(db, "add", "Bob: buy milk", "--user", "bob", "--key", "req-1", code=4)
+    assert "9911" not in done.stdout + done.stderr and "req-1" in done.stderr
+    assert out(run(db, "list", "--user", "bob")) == []
+    again = out(run(db, "add", "Alice secret: code 9911", "--user", "alice", "--key", "req-1"))
+    assert [r["text"] for r in again] == ["Alice secret: code 9911"]
+    assert len(out(run(db, "list", "--user", "alice"))) == 1
+
+
 def test_forget_erases_the_scope(db: Path) -> None:
     run(db, "add", "alice data", "--user", "alice")
     run(db, "add", "bob data", "--user", "bob")
     erased = out(run(db, "forget", "--user", "alice", "--yes"))["erased"]
-    assert erased["memories"] == 2 and erased["messages"] == 1  # the turn and its window
+    assert erased == {"messages": 1, "memories": 2, "vectors": 2,  # the turn and its window
+                      "history": 2, "adds": 1, "jobs": 0, "wal_truncated": True,
+                      "verified_clean": True}
     assert out(run(db, "list", "--user", "alice")) == []
     assert len(out(run(db, "list", "--user", "bob"))) == 1
 
@@ -277,7 +289,8 @@ def test_stats_table_is_readable(db: Path) -> None:
     assert header.split() == ["kind", "active", "superseded", "archived", "deleted", "total"]
     assert next(line for line in lines if line.startswith("turn")).split() == [
         "turn", "1", "0", "0", "1", "2"]
-    assert next(line for line in lines if line.startswith("messages")).split()[-1] == "2"
+    # the deleted turn's message is hidden too
+    assert next(line for line in lines if line.startswith("messages")).split()[-1] == "1"
     assert "user_id=alice" in text and "calls" in text
 
 

@@ -10,6 +10,7 @@ import pytest
 from memlane import FakeEmbedder, Memory
 from memlane.errors import (
     ConfigurationError,
+    ConflictError,
     FilterError,
     InvalidInputError,
     NotFoundError,
@@ -45,7 +46,13 @@ def test_retried_add_stores_nothing_twice(mem: Memory) -> None:
     again = mem.add(CHAT, user_id="alice", timestamp="2026-03-14T10:00:00Z")
     assert [r.id for r in again] == [r.id for r in first]
     keyed = mem.add("note", user_id="alice", idempotency_key="k-1")
-    assert mem.add("a different retry body", user_id="alice", idempotency_key="k-1") == keyed
+    assert mem.add("note", user_id="alice", idempotency_key="k-1") == keyed
+    # a key names one add: other words, or another scope, with it are a conflict
+    with pytest.raises(ConflictError, match="k-1"):
+        mem.add("a different retry body", user_id="alice", idempotency_key="k-1")
+    with pytest.raises(ConflictError, match="k-1"):
+        mem.add("note", user_id="bob", idempotency_key="k-1")
+    assert mem.get_all(user_id="bob") == [] and mem.messages(user_id="bob") == []
     assert len(mem.get_all(user_id="alice")) == 3
     assert len(mem.messages(user_id="alice")) == 3
     # the same words at another time are a new event
@@ -126,6 +133,29 @@ def test_delete_is_soft_and_recorded(mem: Memory) -> None:
         mem.update(r.id, "again", user_id="alice")
 
 
+def test_deleted_turns_leave_the_raw_messages_until_forget(mem: Memory) -> None:
+    first, second = mem.add(CHAT, user_id="alice", session_id="s1")
+    mem.delete(first.id, user_id="alice")
+    assert [m.content for m in mem.messages(user_id="alice")] == [second.text]
+    assert mem.stats(user_id="alice")["messages"] == 1
+    # a later add's window does not bring the deleted words back
+    mem.add("Any tips for the trams?", user_id="alice", session_id="s1")
+    windows = mem.get_all(user_id="alice", kinds=["window"])
+    assert windows and not any(first.text in w.text for w in windows)
+    # kept for export: the turn's status travels with it and hides the message again
+    backup = io.StringIO()
+    mem.export(backup)
+    lines = backup.getvalue().splitlines()
+    assert first.text in [json.loads(line).get("content") for line in lines]
+    copy = Memory(":memory:", embedder=FakeEmbedder())
+    copy.import_(lines)
+    assert [m.content for m in copy.messages(user_id="alice")] == [
+        second.text, "Any tips for the trams?"]
+    assert mem.delete_all(user_id="alice") == 2
+    assert mem.messages(user_id="alice") == [] and mem.stats(user_id="alice")["messages"] == 0
+    assert mem.forget(user_id="alice").messages == 3
+
+
 def test_get_all_filters_and_pages(mem: Memory) -> None:
     for i in range(7):
         mem.add(f"note {i}", user_id="alice", metadata={"n": i, "even": i % 2 == 0},
@@ -180,7 +210,9 @@ def test_delete_all_touches_only_its_scope(mem: Memory) -> None:
 def test_forget_erases_a_scope(mem: Memory) -> None:
     r = mem.add("alice's secret", user_id="alice")[0]
     mem.add("bob's note", user_id="bob")
-    counts = mem.forget(user_id="alice")
+    with pytest.raises(InvalidInputError, match="wait"):
+        mem.forget(user_id="alice", wait=-1)
+    counts = mem.forget(user_id="alice", wait=1)
     assert counts.memories == 2 and counts.messages == 1  # the turn and its window
     with pytest.raises(NotFoundError):
         mem.get(r.id)
@@ -263,14 +295,14 @@ def test_scopes_list_what_each_scope_holds(mem: Memory) -> None:
     mem.delete(turn.id, user_id="alice")
     listed = [(s.user_id, s.agent_id, s.session_id, s.memories, s.messages)
               for s in mem.scopes()]
-    # memories as get_all lists them (active, no windows); raw messages all
-    assert listed == [("alice", None, "s1", 2, 2), ("alice", None, "s2", 0, 1),
-                      ("bob", "helper", None, 1, 1)]
+    # memories as get_all lists them (active, no windows), raw messages as messages() does
+    # (a deleted turn hides its message): session s2 holds nothing to list
+    assert listed == [("alice", None, "s1", 2, 2), ("bob", "helper", None, 1, 1)]
     assert [(s.user_id, s.session_id) for s in mem.scopes(user_id="alice")] == [
-        ("alice", "s1"), ("alice", "s2")]
+        ("alice", "s1")]
     users = [(s.user_id, s.agent_id, s.session_id, s.memories, s.messages)
              for s in mem.scopes(by="user_id")]
-    assert users == [("alice", None, None, 2, 3), ("bob", None, None, 1, 1)]
+    assert users == [("alice", None, None, 2, 2), ("bob", None, None, 1, 1)]
     with pytest.raises(InvalidInputError, match="by"):
         mem.scopes(by="tenant")  # type: ignore[arg-type]
 

@@ -15,7 +15,7 @@ from memlane.dev.postgres import fresh_database
 from memlane.errors import StoreError
 from memlane.filters import parse
 from memlane.store import RecordQuery, WriteBatch
-from memlane.store.postgres import PostgresStore
+from memlane.store.postgres import SCHEMA_VERSION, PostgresStore
 
 from .test_store_conformance import record
 from .test_store_congruence import SCOPES, WORDS, _vector
@@ -122,7 +122,7 @@ def test_postgres_schema_upgrade_fills_the_keyword_columns_of_old_rows(
     assert [(h.record.id, h.score) for h in after] == [(h.record.id, h.score) for h in before]
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
-            == ("3",)
+            == (str(SCHEMA_VERSION),)
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = "
                             "'memories_hnsw_8'").fetchone() == (0,)
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")

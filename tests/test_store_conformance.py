@@ -124,6 +124,31 @@ def test_add_key_makes_writes_idempotent(store: Store) -> None:
     assert store.count(RecordQuery(ALICE)) == 1
 
 
+def test_add_key_is_bound_to_its_scope_and_content(store: Store) -> None:
+    secret = record("Alice secret: code 9911", ALICE)
+    store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
+                           inserts=[(secret, vec(1))]))
+    alice_s1 = Scope("default", "alice", None, "s1")
+    for scope, fingerprint in ((BOB, "bob-add"), (BOB, "alice-add"), (alice_s1, "alice-add"),
+                               (ALICE, "another-add")):
+        with pytest.raises(ConflictError, match="req-1"):
+            store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint=fingerprint,
+                                   inserts=[(record("Bob: buy milk", scope), vec(1))]))
+    assert store.find(RecordQuery(BOB)) == []
+    assert [r.id for r in store.find(RecordQuery(ALICE))] == [secret.id]
+    again = store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
+                                   inserts=[(record("Alice secret: code 9911", ALICE), vec(1))]))
+    assert not again.applied and again.memory_ids == (secret.id,)
+    # a key stored without a fingerprint (written before fingerprints) is bound to its scope
+    store.write(WriteBatch(scope=ALICE, add_key="old", inserts=[(record("x", ALICE), vec(1))]))
+    assert not store.write(WriteBatch(scope=ALICE, add_key="old", add_fingerprint="f")).applied
+    with pytest.raises(ConflictError):
+        store.write(WriteBatch(scope=BOB, add_key="old", add_fingerprint="f"))
+    # a key is per tenant: another tenant may use the same one
+    other = Scope("other", "alice")
+    assert store.write(WriteBatch(scope=other, add_key="req-1", add_fingerprint="o")).applied
+
+
 def test_batch_is_all_or_nothing(store: Store) -> None:
     message = Message(id="m1", tenant="default", user_id="alice", agent_id=None,
                       session_id=None, role="user", name=None, content="hi", event_time=T0,
@@ -194,6 +219,9 @@ def test_erase_removes_the_scope_and_nothing_else(store: Store) -> None:
     put(store, BOB, (b, vec(1)))
     counts = store.erase(ALICE)
     assert (counts.messages, counts.memories, counts.history) == (1, 1, 1)
+    assert (counts.vectors, counts.adds, counts.jobs) == (1, 1, 0)
+    checked = True if store.capabilities.verified_erasure else None  # None: cannot check
+    assert counts.wal_truncated is checked and counts.verified_clean is checked
     assert store.get("default", [a.id]) == []
     assert store.messages(ALICE) == []
     assert store.history("default", a.id) == []
@@ -303,3 +331,37 @@ def test_scopes_count_memories_and_messages_of_each_scope(store: Store) -> None:
     assert store.scopes(RecordQuery(Scope("default", agent_id="agent-a"))) == [
         ScopeCounts("alice", "agent-a", "s2", 1, 0)]
     assert store.scopes(RecordQuery(Scope("nobody"))) == []
+
+
+def said(message_id: str, scope: Scope, text: str, minute: int) -> Message:
+    return Message(id=message_id, tenant=scope.tenant, user_id=scope.user_id,
+                   agent_id=scope.agent_id, session_id=scope.session_id, role="user",
+                   name=None, content=text, event_time=T0 + timedelta(minutes=minute),
+                   created_at=T0)
+
+
+def test_a_deleted_turn_hides_its_raw_message(store: Store) -> None:
+    other_session = Scope("default", "alice", None, "s2")
+    kept, hidden = said("m1", ALICE, "keep me", 1), said("m2", ALICE, "hide me", 2)
+    same_id = said("m2", other_session, "same id, other session", 3)  # ids are per scope
+    turns = [record(m.content, scope, source_ids=(m.id,))
+             for m, scope in ((kept, ALICE), (hidden, ALICE), (same_id, other_session))]
+    fact = record("a fact read from m1", ALICE, kind="fact", source_ids=("m1",))
+    store.write(WriteBatch(scope=ALICE, messages=[kept, hidden],
+                           inserts=[(turns[0], vec(1)), (turns[1], vec(1)), (fact, vec(1))]))
+    store.write(WriteBatch(scope=other_session, messages=[same_id],
+                           inserts=[(turns[2], vec(1))]))
+    store.write(WriteBatch(scope=BOB, messages=[said("m2", BOB, "bob's m2", 4)]))
+    gone = [replace(r, status="deleted", version=2) for r in (turns[1], fact)]
+    store.write(WriteBatch(scope=ALICE, updates=[RecordUpdate(r, 1) for r in gone]))
+    # deleting a turn hides what was said; deleting a fact read from it does not
+    assert store.messages(ALICE) == [kept, same_id]
+    assert store.messages(ALICE, limit=1, offset=1) == [same_id]
+    assert store.count_messages(ALICE) == 2
+    assert store.recent_messages(ALICE, 5) == [kept]
+    assert store.messages(other_session) == [same_id]
+    assert [m.content for m in store.messages(BOB)] == ["bob's m2"]
+    # the message is kept (for history, export and restore) until the scope is erased
+    assert store.messages(ALICE, include_deleted=True) == [kept, hidden, same_id]
+    assert store.erase(ALICE).messages == 3
+    assert store.messages(ALICE, include_deleted=True) == []

@@ -1,7 +1,8 @@
 """The ``memlane`` command. JSON on stdout by default, ``--table`` for people.
 
-Exit codes: 0 success, 1 run-time failure, 2 invalid input or usage, 3 not found,
-4 conflict (retry). Settings come from flags, then the environment (``MEMLANE_DB``,
+Exit codes: 0 success, 1 run-time failure (for ``forget``, also an erasure left pending by
+another connection's reader: the counts are printed first), 2 invalid input or usage,
+3 not found, 4 conflict (retry). Settings come from flags, then the environment (``MEMLANE_DB``,
 ``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``; for the LLM ``MEMLANE_LLM_MODEL``,
 ``MEMLANE_LLM_BASE_URL`` and ``MEMLANE_LLM_API_KEY`` or ``OPENAI_API_KEY``), then defaults.
 """
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from ..embed.base import Embedder
-from ..errors import ConflictError, MemlaneError, NotFoundError, UsageError
+from ..errors import (
+    ConflictError,
+    ErasurePendingError,
+    MemlaneError,
+    NotFoundError,
+    UsageError,
+)
 from ..exchange import locomo
 from ..llm.base import LLM
 from ..memory import Memory, default_location
@@ -135,7 +142,12 @@ def cmd_delete(mem: Memory, a: argparse.Namespace) -> Any:
 def cmd_forget(mem: Memory, a: argparse.Namespace) -> Any:
     if not a.yes:
         raise UsageError("forget erases a whole scope for good; confirm with --yes")
-    return {"erased": mem.forget(**_scope(a))}
+    try:
+        return {"erased": mem.forget(**_scope(a), wait=a.wait)}
+    except ErasurePendingError as exc:  # say what was deleted, then fail with why
+        pending = {"erased": exc.counts, "pending": True}
+        print(render_table(pending) if a.table else render_json(pending))
+        raise
 
 
 def cmd_delete_all(mem: Memory, a: argparse.Namespace) -> Any:
@@ -327,8 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", help="why, kept in the history")
     sp.add_argument("--yes", action="store_true", help="confirm the deletion")
 
-    sp = command("forget", cmd_forget, "erase a whole scope for good", needs_scope=True)
+    sp = command("forget", cmd_forget, "erase a whole scope for good; prints the rows "
+                 "removed from each table and whether the file was verified clean",
+                 needs_scope=True)
     sp.add_argument("--yes", action="store_true", help="confirm the erasure")
+    sp.add_argument("--wait", type=float, help="seconds to wait for other connections' "
+                    "readers before reporting the erasure pending (default: 10)")
 
     sp = command("reset", cmd_reset, "erase everything in the store, every tenant", False)
     sp.add_argument("--yes", action="store_true", help="confirm the erasure")

@@ -1,11 +1,12 @@
 """memlane's portable export: JSON lines holding messages, memories and their history.
 
 Line 1 is a header (with the exported ``scope`` when the export is of one scope, not of a
-whole tenant); then one ``message`` line per raw message and one ``memory`` line per memory
-(every status) with its history. Vectors are not exported: an import re-embeds with the
-importing store's model, so an export moves between embedders and stores. An import into a
-store that already holds part of the export (a backup restored into the live store) writes
-only what is missing.
+whole tenant); then one ``message`` line per raw message (those of deleted turns included:
+the turn's ``deleted`` status, exported with it, hides them again once imported) and one
+``memory`` line per memory (every status) with its history. Vectors are not exported: an
+import re-embeds with the importing store's model, so an export moves between embedders and
+stores. An import into a store that already holds part of the export (a backup restored
+into the live store) writes only what is missing.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def export_lines(store: Store, scope: Scope) -> Iterator[dict[str, Any]]:
         header["scope"] = scope.as_dict()
     yield header
     offset = 0
-    while page := store.messages(scope, limit=PAGE, offset=offset):
+    while page := store.messages(scope, limit=PAGE, offset=offset, include_deleted=True):
         yield from ({"type": "message", **message_to_dict(m)} for m in page)
         offset += len(page)
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -209,9 +210,12 @@ def _write(memory: Memory, scope: Scope, messages: list[Message], records: list[
     ids = {r.id for r in records}
     mine = [replace(e, tenant=scope.tenant) for e in events if e.memory_id in ids]
     vectors = memory.embedder.embed([r.index_text for r in records], "document")
+    fingerprint = content_hash(*(f"{m.id}\0{m.content}" for m in messages),
+                               *(f"{r.id}\0{r.text}" for r in records))
     outcome = memory.store.write(WriteBatch(
         scope=scope, add_key="import:" + content_hash(*(m.id for m in messages), *sorted(ids)),
-        messages=messages, inserts=list(zip(records, vectors, strict=True)), events=mine,
+        add_fingerprint=fingerprint, messages=messages,
+        inserts=list(zip(records, vectors, strict=True)), events=mine,
     ))
     written = Tally(len(messages), len(records))
     if outcome.applied:
@@ -238,6 +242,8 @@ def _sort(incoming: list[Item], stored: dict[str, Item]) -> tuple[list[Item], in
 
 
 def _conversation(store: Store, scope: Scope) -> list[Message]:
-    """The raw messages of exactly this scope (a field left out must be empty, not "any")."""
-    bound = store.count_messages(scope)  # counts the wider scope: enough for the narrower
-    return store.recent_messages(scope, bound) if bound else []
+    """The raw messages of exactly this scope (a field left out must be empty, not "any"),
+    those hidden by a deleted turn included."""
+    exact = (scope.user_id, scope.agent_id, scope.session_id)
+    return [m for m in store.messages(scope, include_deleted=True)
+            if (m.user_id, m.agent_id, m.session_id) == exact]

@@ -34,7 +34,7 @@ def migrate(source: Store, target: Store, *, progress: bool = False) -> dict[str
 def _tenant(source: Store, target: Store, tenant: str) -> dict[str, int]:
     everything = Scope(tenant)
     groups: defaultdict[ScopeKey, WriteBatch] = defaultdict(lambda: WriteBatch(everything))
-    messages = source.messages(everything)
+    messages = source.messages(everything, include_deleted=True)
     for m in messages:
         groups[(tenant, m.user_id, m.agent_id, m.session_id)].messages.append(m)
     records, offset, home = [], 0, {}
@@ -67,7 +67,7 @@ def _tenant(source: Store, target: Store, tenant: str) -> dict[str, int]:
 def _verify(target: Store, tenant: str, expected: dict[str, int]) -> None:
     everything = Scope(tenant)
     found = {
-        "messages": len(target.messages(everything)),
+        "messages": len(target.messages(everything, include_deleted=True)),
         "memories": target.count(RecordQuery(everything, statuses=STATUSES)),
         "history": sum(1 for _ in target.iter_history(tenant)),
         "jobs": len(target.find_jobs(tenant, limit=10**9)),

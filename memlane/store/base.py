@@ -16,6 +16,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConflictError
 from ..filters import Node, matches
 from ..text import Analyzer
 from ..timeutil import to_text
@@ -33,6 +34,8 @@ class StoreCapabilities:
     multi_process: bool
     keyword_search: bool = True
     vector_search: bool = True
+    verified_erasure: bool = False
+    """``erase`` checks that the erased bytes left the store's files (``EraseCounts``)."""
 
 
 USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens")
@@ -94,18 +97,37 @@ class WriteBatch:
     """Everything one operation writes, applied atomically.
 
     With ``add_key`` set, a batch whose key was already applied writes nothing and the
-    store answers with the ids the first application stored (idempotent retries).
+    store answers with the ids the first application stored (idempotent retries). A key
+    names one add: it is kept with the add's scope and ``add_fingerprint`` (what the add
+    held), and a batch reusing it in another scope or with another fingerprint is a
+    ``ConflictError``, never an answer with another add's ids.
     ``scope`` is the scope the batch writes in (its tenant bounds every row it touches).
     """
 
     scope: Scope
     add_key: str | None = None
+    add_fingerprint: str | None = None
+    """A digest of what the add held (scope, messages, time); None compares by scope only."""
     messages: list[Message] = field(default_factory=list)
     inserts: list[tuple[MemoryRecord, Vector]] = field(default_factory=list)
     updates: list[RecordUpdate] = field(default_factory=list)
     events: list[HistoryEvent] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     """Jobs to insert or replace (by id) in the same transaction."""
+
+
+def check_add_key_reuse(batch: WriteBatch, stored_scope: Scope,
+                        stored_fingerprint: str | None) -> None:
+    """Raise ``ConflictError`` unless the add stored under ``batch.add_key`` (in
+    ``stored_scope``, with ``stored_fingerprint``) is the add ``batch`` retries. A key
+    stored without a fingerprint (before fingerprints were kept) is matched by scope."""
+    same_content = (stored_fingerprint is None or batch.add_fingerprint is None
+                    or stored_fingerprint == batch.add_fingerprint)
+    if stored_scope != batch.scope or not same_content:
+        raise ConflictError(
+            f"idempotency key {batch.add_key!r} was already used for a different add (other "
+            "messages, another time or another scope); nothing stored: a new add needs a "
+            "new key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +138,23 @@ class WriteOutcome:
 
 @dataclass(frozen=True, slots=True)
 class EraseCounts:
+    """What ``erase`` removed, table by table, and what it verified of the bytes left.
+
+    ``wal_truncated``: every page of the write-ahead log was copied into the database file
+    and the log emptied (the log held the erased text too). ``verified_clean``: the store
+    checked that the erased bytes are in none of its files (freed space overwritten, log
+    truncated). Both are None where the store has no such files to check: in memory, and on
+    PostgreSQL, whose own WAL and data files memlane cannot inspect (see docs/postgres.md).
+    """
+
     messages: int
     memories: int
     history: int
+    vectors: int
+    adds: int
+    jobs: int
+    wal_truncated: bool | None = None
+    verified_clean: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +225,15 @@ class Store(Protocol):
 
     def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]: ...
 
-    def messages(self, scope: Scope, *, limit: int | None = None,
-                 offset: int = 0) -> list[Message]: ...
+    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
+                 include_deleted: bool = False) -> list[Message]:
+        """Raw messages of the scope in the order they happened. A message whose turn is
+        deleted (status ``deleted``) is left out unless ``include_deleted`` (export and
+        migration keep it; ``erase`` removes it)."""
+        ...
 
     def count_messages(self, scope: Scope) -> int:
-        """How many raw messages the scope holds."""
+        """How many raw messages the scope holds, those of deleted turns left out."""
         ...
 
     def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
@@ -221,12 +261,17 @@ class Store(Protocol):
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
         """The newest messages of exactly this conversation (fields left out must be empty,
-        not "any"), newest first."""
+        not "any"), newest first; those of deleted turns left out, as in ``messages``."""
         ...
 
     def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]: ...
 
-    def erase(self, scope: Scope) -> EraseCounts: ...
+    def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
+        """Delete everything of a scope for good, and make its bytes leave the store's
+        files. ``wait`` bounds how long to wait (None: the store's default) for other
+        connections to release read snapshots that still show the erased rows; when they do
+        not, the rows stay deleted and ``ErasurePendingError`` says the bytes remain."""
+        ...
 
     def tenants(self) -> list[str]: ...
 
@@ -235,6 +280,10 @@ class Store(Protocol):
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+HIDDEN_TURN = ("turn", "deleted")
+"""The (kind, status) of a memory whose raw message ``messages`` leaves out."""
 
 
 def dense_score(cosine: float) -> float:

@@ -15,6 +15,7 @@ from ..read.bm25 import bm25_scores
 from ..text import Analyzer
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
+    HIDDEN_TURN,
     USAGE_KEYS,
     EraseCounts,
     RecordQuery,
@@ -23,6 +24,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_add_key_reuse,
     dense_score,
     keyword_score,
     scope_counts,
@@ -45,7 +47,7 @@ class InMemoryStore:
             self._vectors: dict[str, Vector] = {}
             self._messages: dict[tuple[str, str, str, str, str], Message] = {}
             self._history: list[HistoryEvent] = []
-            self._adds: dict[tuple[str, str], tuple[Scope, tuple[str, ...]]] = {}
+            self._adds: dict[tuple[str, str], tuple[Scope, tuple[str, ...], str | None]] = {}
             self._jobs: dict[str, Job] = {}
 
     def close(self) -> None:
@@ -60,7 +62,9 @@ class InMemoryStore:
     def write(self, batch: WriteBatch) -> WriteOutcome:
         with self._lock:
             if batch.add_key is not None and (batch.scope.tenant, batch.add_key) in self._adds:
-                return WriteOutcome(False, self._adds[(batch.scope.tenant, batch.add_key)][1])
+                scope, ids, fingerprint = self._adds[(batch.scope.tenant, batch.add_key)]
+                check_add_key_reuse(batch, scope, fingerprint)
+                return WriteOutcome(False, ids)
             self._check(batch)
             for message in batch.messages:
                 self._messages[_message_key(message)] = message
@@ -75,7 +79,8 @@ class InMemoryStore:
             self._jobs.update((j.id, j) for j in batch.jobs)
             ids = tuple(r.id for r, _ in batch.inserts)
             if batch.add_key is not None:
-                self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids)
+                self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids,
+                                                                   batch.add_fingerprint)
             return WriteOutcome(True, ids)
 
     def _check(self, batch: WriteBatch) -> None:
@@ -146,26 +151,27 @@ class InMemoryStore:
         yield from events
 
     def count_messages(self, scope: Scope) -> int:
-        with self._lock:
-            return sum(scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)
-                       for m in self._messages.values())
+        return len(self.messages(scope))
 
     def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
         memories = Counter((r.user_id, r.agent_id, r.session_id) for r in self._admitted(query))
-        with self._lock:
-            messages = Counter((m.user_id, m.agent_id, m.session_id)
-                               for m in self._messages.values()
-                               if query.scope.contains(m.tenant, m.user_id, m.agent_id,
-                                                       m.session_id))
+        messages = Counter((m.user_id, m.agent_id, m.session_id)
+                           for m in self.messages(query.scope))
         return scope_counts(memories, messages)
 
-    def messages(self, scope: Scope, *, limit: int | None = None,
-                 offset: int = 0) -> list[Message]:
+    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
+                 include_deleted: bool = False) -> list[Message]:
         with self._lock:
-            rows = [m for m in self._messages.values()
-                    if scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)]
+            hidden = set() if include_deleted else self._hidden()
+            rows = [m for k, m in self._messages.items() if k not in hidden
+                    and scope.contains(m.tenant, m.user_id, m.agent_id, m.session_id)]
         rows.sort(key=lambda m: (m.event_time, m.created_at))
         return rows[offset:] if limit is None else rows[offset:offset + limit]
+
+    def _hidden(self) -> set[tuple[str, str, str, str, str]]:
+        """The keys of the messages that deleted turns cite."""
+        return {(*_scope_key(r.scope), source) for r in self._records.values()
+                if (r.kind, r.status) == HIDDEN_TURN for source in r.source_ids}
 
     def claim_job(self, tenant: str, job_id: str, now: datetime,
                   stale_before: datetime) -> Job | None:
@@ -200,9 +206,10 @@ class InMemoryStore:
         return sorted(jobs, key=lambda j: (j.created_at, j.id))[:limit]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
-        key = (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
+        key = _scope_key(scope)
         with self._lock:
-            rows = [m for k, m in self._messages.items() if k[:4] == key]
+            hidden = self._hidden()
+            rows = [m for k, m in self._messages.items() if k[:4] == key and k not in hidden]
         rows.sort(key=lambda m: m.event_time)  # stable: insertion order breaks ties
         return rows[::-1][:limit]
 
@@ -211,7 +218,9 @@ class InMemoryStore:
             return sorted({r.tenant for r in self._records.values()}
                           | {m.tenant for m in self._messages.values()})
 
-    def erase(self, scope: Scope) -> EraseCounts:
+    def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
+        """Drop the scope's objects; no file holds them (the process's freed memory may,
+        until reused: ``wal_truncated`` and ``verified_clean`` are None)."""
         with self._lock:
             gone = {i for i, r in self._records.items()
                     if scope.contains(r.tenant, r.user_id, r.agent_id, r.session_id)}
@@ -222,18 +231,25 @@ class InMemoryStore:
             for memory_id in gone:
                 del self._records[memory_id]
                 del self._vectors[memory_id]
-            self._jobs = {i: j for i, j in self._jobs.items() if not _within(scope, j.scope)}
+            jobs = {i: j for i, j in self._jobs.items() if not _within(scope, j.scope)}
             kept = [e for e in self._history if e.memory_id not in gone]
-            n_history = len(self._history) - len(kept)
-            self._history = kept
-            self._adds = {k: v for k, v in self._adds.items()
-                          if not (_within(scope, v[0]) or gone.intersection(v[1]))}
-            return EraseCounts(len(msg_keys), len(gone), n_history)
+            adds = {k: v for k, v in self._adds.items()
+                    if not (_within(scope, v[0]) or gone.intersection(v[1]))}
+            counts = EraseCounts(messages=len(msg_keys), memories=len(gone),
+                                 history=len(self._history) - len(kept), vectors=len(gone),
+                                 adds=len(self._adds) - len(adds),
+                                 jobs=len(self._jobs) - len(jobs))
+            self._jobs, self._history, self._adds = jobs, kept, adds
+            return counts
 
 
 def _message_key(message: Message) -> tuple[str, str, str, str, str]:
     return (message.tenant, message.user_id or "", message.agent_id or "",
             message.session_id or "", message.id)
+
+
+def _scope_key(scope: Scope) -> tuple[str, str, str, str]:
+    return (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
 
 
 

@@ -42,6 +42,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_add_key_reuse,
     dense_score,
     keyword_score,
 )
@@ -125,9 +126,10 @@ KEYWORD_INDEXES = [
     "CREATE INDEX IF NOT EXISTS memories_kw_plain ON memories USING gin (kw_plain)",
     "CREATE INDEX IF NOT EXISTS memories_kw_stem ON memories USING gin (kw_stem)",
 ]
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled);
-3: the terms recomputed with the tokenizer of any script."""
+3: the terms recomputed with the tokenizer of any script; 4: idempotency keys kept with a
+digest of their add (``adds.fingerprint``, NULL for older keys)."""
 BACKFILL_BATCH = 5_000
 TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "ann_indexes", "meta")
 
@@ -137,6 +139,10 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     _mark = "%s"
     _usage_number = "(usage ->> '{key}')::bigint"
+    _hidden_messages = (
+        "EXISTS (SELECT 1 FROM memories m WHERE {scope} AND m.kind = %s AND m.status = %s "
+        "AND m.user_id = messages.user_id AND m.agent_id = messages.agent_id AND "
+        "m.session_id = messages.session_id AND m.source_ids @> jsonb_build_array(messages.id))")
     capabilities = StoreCapabilities(name="postgres", persistent=True, multi_process=True)
 
     def __init__(self, location: str, *, pool_size: int = 4,
@@ -177,27 +183,34 @@ class PostgresStore(SQLCounts, DerivedSearch):
             raise StoreError(f"the database has schema version {current}; this memlane "
                              f"knows up to {SCHEMA_VERSION}: upgrade memlane")
         if current < 3:
-            for statement in KEYWORDS:
-                conn.execute(statement)
-            if current == 2:  # terms of the ASCII-only tokenizer: recompute them
-                conn.execute("UPDATE memories SET kw_len = NULL")
-            while True:  # rows without (current) terms get them
-                rows = conn.execute("SELECT rid, text, speaker FROM memories WHERE kw_len IS "
-                                    "NULL LIMIT %s", (BACKFILL_BATCH,)).fetchall()
-                if not rows:
-                    break
-                conn.cursor().executemany(
-                    "UPDATE memories SET kw_plain = %s::tsvector, kw_stem = %s::tsvector, "
-                    "kw_len = %s WHERE rid = %s",
-                    [(*_keywords(index_text(text, speaker)), rid) for rid, text, speaker in rows])
-            for statement in KEYWORD_INDEXES:
-                conn.execute(statement)
-            for (name,) in conn.execute(  # one table-wide HNSW index, now one per large scope
-                    "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' AND "
-                    "indexname LIKE 'memories\\_hnsw\\_%'").fetchall():
-                conn.execute(f'DROP INDEX "{name}"')
+            PostgresStore._migrate_keywords(conn, current)
+        if current < 4:
+            conn.execute("ALTER TABLE adds ADD COLUMN IF NOT EXISTS fingerprint TEXT")
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT "
                      "(key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
+
+    @staticmethod
+    def _migrate_keywords(conn: Any, current: int) -> None:
+        """Versions 2 and 3: keyword columns and their GIN indexes, rows backfilled."""
+        for statement in KEYWORDS:
+            conn.execute(statement)
+        if current == 2:  # terms of the ASCII-only tokenizer: recompute them
+            conn.execute("UPDATE memories SET kw_len = NULL")
+        while True:  # rows without (current) terms get them
+            rows = conn.execute("SELECT rid, text, speaker FROM memories WHERE kw_len IS "
+                                "NULL LIMIT %s", (BACKFILL_BATCH,)).fetchall()
+            if not rows:
+                break
+            conn.cursor().executemany(
+                "UPDATE memories SET kw_plain = %s::tsvector, kw_stem = %s::tsvector, "
+                "kw_len = %s WHERE rid = %s",
+                [(*_keywords(index_text(text, speaker)), rid) for rid, text, speaker in rows])
+        for statement in KEYWORD_INDEXES:
+            conn.execute(statement)
+        for (name,) in conn.execute(  # one table-wide HNSW index, now one per large scope
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' AND "
+                "indexname LIKE 'memories\\_hnsw\\_%'").fetchall():
+            conn.execute(f'DROP INDEX "{name}"')
 
     # --- keyword search in the database (tsvector, GIN) for large scopes -----------------
 
@@ -429,14 +442,9 @@ class PostgresStore(SQLCounts, DerivedSearch):
     def _write(self, conn: Any, batch: WriteBatch) -> WriteOutcome:
         tenant = batch.scope.tenant
         if batch.add_key is not None:
-            claimed = conn.execute(
-                "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id) "
-                "VALUES (%s, %s, '[]', %s, %s, %s) ON CONFLICT DO NOTHING RETURNING key",
-                (tenant, batch.add_key, *codec.scope_values(batch.scope))).fetchone()
-            if claimed is None:
-                row = conn.execute("SELECT memory_ids FROM adds WHERE tenant = %s AND key = %s",
-                                   (tenant, batch.add_key)).fetchone()
-                return WriteOutcome(False, tuple(json.loads(row[0])))
+            done = self._claim_add_key(conn, batch)
+            if done is not None:
+                return WriteOutcome(False, done)
         cursor = conn.cursor()  # rows stream in with COPY: one round trip per table
         _copy(cursor, "messages", codec.MSG_COLS, [codec.message_row(m) for m in batch.messages])
         ann = self._vectors_in_db
@@ -460,6 +468,24 @@ class PostgresStore(SQLCounts, DerivedSearch):
                          (json.dumps(ids), tenant, batch.add_key))
         self._bump(conn, tenant)
         return WriteOutcome(True, ids)
+
+    @staticmethod
+    def _claim_add_key(conn: Any, batch: WriteBatch) -> tuple[str, ...] | None:
+        """Claim ``batch.add_key`` for this add; if an add already holds it, the ids it
+        stored (when it is this same add: else ``ConflictError``)."""
+        tenant = batch.scope.tenant
+        claimed = conn.execute(
+            "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id, "
+            "fingerprint) VALUES (%s, %s, '[]', %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+            "RETURNING key", (tenant, batch.add_key, *codec.scope_values(batch.scope),
+                              batch.add_fingerprint)).fetchone()
+        if claimed is not None:
+            return None
+        row = conn.execute("SELECT memory_ids, user_id, agent_id, session_id, fingerprint "
+                           "FROM adds WHERE tenant = %s AND key = %s",
+                           (tenant, batch.add_key)).fetchone()
+        check_add_key_reuse(batch, codec.scope_of(tenant, row[1:4]), row[4])
+        return tuple(json.loads(row[0]))
 
     @staticmethod
     def _bump(conn: Any, tenant: str) -> None:
@@ -547,19 +573,19 @@ class PostgresStore(SQLCounts, DerivedSearch):
                           "ORDER BY rid", (tenant,))
         return (codec.event(r) for r in rows)
 
-    def messages(self, scope: Scope, *, limit: int | None = None,
-                 offset: int = 0) -> list[Message]:
-        where, params = self._scope_where(scope)
+    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
+                 include_deleted: bool = False) -> list[Message]:
+        where, params = self._messages_where(scope, include_deleted)
         rows = self._rows(f"SELECT {_MSG_SELECT} FROM messages WHERE {where} ORDER BY "
                           'event_time COLLATE "C", rid LIMIT %s OFFSET %s',
                           (*params, limit, offset))
         return [codec.message(r) for r in rows]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        where, params = self._conversation_where(scope)
         rows = self._rows(
-            f"SELECT {_MSG_SELECT} FROM messages WHERE tenant = %s AND user_id = %s AND "
-            'agent_id = %s AND session_id = %s ORDER BY event_time COLLATE "C" DESC, rid DESC '
-            "LIMIT %s", (scope.tenant, *codec.scope_values(scope), limit))
+            f"SELECT {_MSG_SELECT} FROM messages WHERE {where} "
+            'ORDER BY event_time COLLATE "C" DESC, rid DESC LIMIT %s', (*params, limit))
         return [codec.message(r) for r in rows]
 
     def tenants(self) -> list[str]:
@@ -597,7 +623,11 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     # --- forgetting ----------------------------------------------------------------------
 
-    def erase(self, scope: Scope) -> EraseCounts:
+    def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
+        """Delete the scope's rows from every table in one transaction, drop its HNSW
+        indexes, then VACUUM the tables that held them. PostgreSQL's own WAL and the space
+        VACUUM frees are beyond a client's reach (docs/postgres.md): ``wal_truncated`` and
+        ``verified_clean`` are None."""
         where, params = self._scope_where(scope)
 
         def erase(conn: Any) -> EraseCounts:
@@ -606,21 +636,23 @@ class PostgresStore(SQLCounts, DerivedSearch):
             n_history = conn.execute("DELETE FROM history WHERE tenant = %s AND "
                                      "memory_id = ANY(%s)", (scope.tenant, gone)).rowcount
             n_memories = conn.execute(f"DELETE FROM memories WHERE {where}", params).rowcount
-            n_messages = conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
-            conn.execute(f"DELETE FROM adds WHERE {where}", params)
-            conn.execute(f"DELETE FROM jobs WHERE {where}", params)
+            counts = EraseCounts(
+                messages=conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount,
+                memories=n_memories, history=n_history, vectors=n_memories,
+                adds=conn.execute(f"DELETE FROM adds WHERE {where}", params).rowcount,
+                jobs=conn.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount)
             # the scope's own HNSW indexes go too (their definitions name the scope)
             for (name,) in conn.execute(f"DELETE FROM ann_indexes WHERE {where} RETURNING name",
                                         params).fetchall():
                 conn.execute(f'DROP INDEX IF EXISTS "{name}"')
             self._bump(conn, scope.tenant)
-            return EraseCounts(n_messages, n_memories, n_history)
+            return counts
 
         try:
             counts = self._retrying(erase)
             with self._pool.connection() as conn:
                 conn.autocommit = True
-                conn.execute("VACUUM memories, messages, history")
+                conn.execute("VACUUM memories, messages, history, adds, jobs")
                 conn.autocommit = False
         except self._psycopg.Error as exc:
             raise StoreError(f"erase failed: {exc}") from exc

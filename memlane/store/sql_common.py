@@ -12,13 +12,14 @@ from ..timeutil import to_text
 from ..types import SCOPE_FIELDS, Scope
 from .base import (
     AS_OF_STATUSES,
+    HIDDEN_TURN,
     USAGE_KEYS,
     RecordQuery,
     ScopeCounts,
     ScopeTriple,
     scope_counts,
 )
-from .rows import scope_condition
+from .rows import scope_condition, scope_values
 
 Params = list[Any]
 Leaf = Callable[[Cmp, str], tuple[str, Params]]
@@ -103,13 +104,42 @@ class SQLCounts:
         parts, params = scope_condition(scope, self._mark)
         return " AND ".join(parts), params
 
-    def count_messages(self, scope: Scope) -> int:
+    _hidden_messages: str
+    """SQL true for a ``messages`` row cited by a deleted turn of its own conversation;
+    ``{scope}`` stands for the scope condition on the memories alias ``m``, with the
+    turn's kind and status as the two parameters after it."""
+
+    def _not_hidden(self, turn: list[str], params: Params) -> tuple[str, Params]:
+        """SQL true for a message that no deleted turn cites among the memories that meet
+        the conditions ``turn`` (on the alias ``m``, with ``params``)."""
+        hidden = self._hidden_messages.format(scope=" AND ".join(turn))
+        return f"NOT {hidden}", [*params, *HIDDEN_TURN]
+
+    def _messages_where(self, scope: Scope, include_deleted: bool = False,
+                        ) -> tuple[str, Params]:
+        """The rows of ``messages`` that ``Store.messages`` lists (no alias)."""
         where, params = self._scope_where(scope)
+        if include_deleted:
+            return where, params
+        visible, extra = self._not_hidden(*scope_condition(scope, self._mark, "m"))
+        return f"{where} AND {visible}", [*params, *extra]
+
+    def _conversation_where(self, scope: Scope) -> tuple[str, Params]:
+        """The messages of exactly the conversation of ``scope`` (fields left out must be
+        empty), those of deleted turns left out (no alias)."""
+        values = [scope.tenant, *scope_values(scope)]
+        columns = ("tenant", *SCOPE_FIELDS)
+        visible, extra = self._not_hidden([f"m.{c} = {self._mark}" for c in columns], values)
+        exact = " AND ".join(f"{c} = {self._mark}" for c in columns)
+        return f"{exact} AND {visible}", [*values, *extra]
+
+    def count_messages(self, scope: Scope) -> int:
+        where, params = self._messages_where(scope)
         return int(self._rows(f"SELECT count(*) FROM messages WHERE {where}", params)[0][0])
 
     def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
         where, params = self._where(query)
-        scope_where, scope_params = self._scope_where(query.scope)
+        scope_where, scope_params = self._messages_where(query.scope)
         rows = self._rows(
             "SELECT m.user_id, m.agent_id, m.session_id, count(*), 0 FROM memories m "
             f"WHERE {where} GROUP BY m.user_id, m.agent_id, m.session_id UNION ALL "

@@ -1,6 +1,7 @@
 """The default store: one SQLite file, safe for several processes at once.
 
-WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for every write. Vectors are float32 blobs
+WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` for every write, ``secure_delete`` (what a
+write frees is overwritten; erasure is checked in ``sqlite_erase``). Vectors are float32 blobs
 in the same transaction as their rows. Searches run on in-process indexes derived from the
 rows and checked against their versions (``vector_cache``, ``keyword_index``), reused until
 any connection commits a change. Driver errors are translated here into memlane's errors.
@@ -8,18 +9,20 @@ any connection commits a change. Driver errors are translated here into memlane'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConflictError, InvalidInputError, StoreError
+from ..errors import ConflictError, ErasurePendingError, InvalidInputError, StoreError
 from ..timeutil import to_text
 from ..types import (
     HistoryEvent,
@@ -37,9 +40,22 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_add_key_reuse,
 )
 from .derived import DerivedSearch
 from .sql_common import SQLCounts
+from .sqlite_erase import (
+    ERASE_WAIT,
+    FREE_SPACE,
+    PENDING_ERASURE,
+    checkpoint,
+    clear_pending,
+    erase_all,
+    erase_rows,
+    mark_pending,
+    pending_message,
+    secure_delete_on,
+)
 from .sqlite_schema import migrate
 from .sqlite_sql import where_clause
 
@@ -51,11 +67,23 @@ class SQLiteStore(SQLCounts, DerivedSearch):
 
     _mark = "?"
     _usage_number = "json_extract(usage, '$.{key}')"
-    capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True)
+    # the deleted turns' sources, collected once into one indexed list of single keys (a
+    # list of row values is searched linearly: 25 times slower at 10,000 messages); scope
+    # values hold no control character, so char(0) separates the parts unambiguously
+    _hidden_messages = (
+        "((messages.user_id || char(0) || messages.agent_id || char(0) || messages.session_id "
+        "|| char(0) || messages.id) IN (SELECT m.user_id || char(0) || m.agent_id || char(0) "
+        "|| m.session_id || char(0) || j.value FROM memories m, json_each(m.source_ids) j "
+        "WHERE {scope} AND m.kind = ? AND m.status = ?))")
+    capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True,
+                                     verified_erasure=True)
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0,
-                 query_cache_rows: int = 500_000) -> None:
+                 query_cache_rows: int = 500_000, erase_wait: float = ERASE_WAIT) -> None:
         self.path = str(path)
+        self.erase_wait = erase_wait
+        self._busy_ms = int(timeout * 1000)
+        self._on_disk = self.path != ":memory:"
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -64,12 +92,14 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None,
                                        check_same_thread=False, timeout=timeout)
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA secure_delete = ON")  # what a write frees is zeroed
             migrate(self._db)
         except sqlite3.DatabaseError as exc:
             raise InvalidInputError(f"{self.path} is not a memlane SQLite database: {exc}") from exc
+        self._complete_pending()
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -114,10 +144,9 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         try:
             with self._tx() as db:
                 if batch.add_key is not None:
-                    row = db.execute("SELECT memory_ids FROM adds WHERE tenant = ? AND key = ?",
-                                     (batch.scope.tenant, batch.add_key)).fetchone()
-                    if row is not None:
-                        return WriteOutcome(False, tuple(json.loads(row[0])))
+                    done = self._applied_add(db, batch)
+                    if done is not None:
+                        return WriteOutcome(False, done)
                 self._insert_messages(db, batch.messages)
                 self._insert_records(db, batch.inserts)
                 self._apply_updates(db, batch)
@@ -129,15 +158,27 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                 if batch.add_key is not None:
                     db.execute(
                         "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id,"
-                        " created_at) VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
+                        " fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, datetime('now'))",
                         (batch.scope.tenant, batch.add_key, json.dumps(ids),
-                         *codec.scope_values(batch.scope)),
+                         *codec.scope_values(batch.scope), batch.add_fingerprint),
                     )
                 return WriteOutcome(True, ids)
         except sqlite3.IntegrityError as exc:
             raise InvalidInputError(f"write rejected, nothing stored: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"write failed on {self.path}, nothing stored: {exc}") from exc
+
+    @staticmethod
+    def _applied_add(db: sqlite3.Connection, batch: WriteBatch) -> tuple[str, ...] | None:
+        """The ids stored by the add of ``batch.add_key``, if it was applied (and is this
+        same add: else ``ConflictError``)."""
+        row = db.execute("SELECT memory_ids, user_id, agent_id, session_id, fingerprint FROM "
+                         "adds WHERE tenant = ? AND key = ?",
+                         (batch.scope.tenant, batch.add_key)).fetchone()
+        if row is None:
+            return None
+        check_add_key_reuse(batch, codec.scope_of(batch.scope.tenant, row[1:4]), row[4])
+        return tuple(json.loads(row[0]))
 
     @staticmethod
     def _insert_messages(db: sqlite3.Connection, messages: list[Message]) -> None:
@@ -250,9 +291,9 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                           (tenant,))
         return (codec.event(r) for r in rows)
 
-    def messages(self, scope: Scope, *, limit: int | None = None,
-                 offset: int = 0) -> list[Message]:
-        where, params = self._scope_where(scope)
+    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
+                 include_deleted: bool = False) -> list[Message]:
+        where, params = self._messages_where(scope, include_deleted)
         rows = self._rows(f"SELECT {codec.MSG_COLS} FROM messages WHERE {where} "
                           "ORDER BY event_time, rowid LIMIT ? OFFSET ?",
                           (*params, -1 if limit is None else limit, offset))
@@ -284,10 +325,10 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         return [codec.job(r) for r in rows]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        where, params = self._conversation_where(scope)
         rows = self._rows(
-            f"SELECT {codec.MSG_COLS} FROM messages WHERE tenant = ? AND user_id = ? AND "
-            "agent_id = ? AND session_id = ? ORDER BY event_time DESC, rowid DESC LIMIT ?",
-            (scope.tenant, *codec.scope_values(scope), limit))
+            f"SELECT {codec.MSG_COLS} FROM messages WHERE {where} "
+            "ORDER BY event_time DESC, rowid DESC LIMIT ?", (*params, limit))
         return [codec.message(r) for r in rows]
 
     def tenants(self) -> list[str]:
@@ -296,54 +337,83 @@ class SQLiteStore(SQLCounts, DerivedSearch):
 
     # --- forgetting ----------------------------------------------------------------------
 
-    def erase(self, scope: Scope) -> EraseCounts:
-        """Delete a scope for good: rows, vectors and history, and this process's indexes.
-
-        Runs with ``secure_delete`` on and truncates the WAL, so the erased text is left
-        neither in free pages nor in the journal.
-        """
+    def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
+        """Delete a scope for good (rows, vectors, history, keys, jobs, this process's
+        indexes), then make its bytes leave the files (``sqlite_erase``)."""
         where, params = self._scope_where(scope)
         with self._lock:
-            self._db.execute("PRAGMA secure_delete = ON")
             try:
                 with self._tx() as db:
-                    counts = self._erase_rows(db, where, params)
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    counts = erase_rows(db, where, params)
+                    self._mark_pending(db)
             except sqlite3.Error as exc:
                 raise StoreError(f"erase failed on {self.path}, nothing erased: {exc}") from exc
             finally:
-                self._db.execute("PRAGMA secure_delete = OFF")
                 self._drop_indexes()
-        return counts
-
-    @staticmethod
-    def _erase_rows(db: sqlite3.Connection, where: str, params: list[Any]) -> EraseCounts:
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS gone (rowid INTEGER PRIMARY KEY, id TEXT)")
-        db.execute("DELETE FROM gone")
-        db.execute(f"INSERT INTO gone SELECT rowid, id FROM memories WHERE {where}", params)
-        db.execute("DELETE FROM memory_vectors WHERE memory_rowid IN (SELECT rowid FROM gone)")
-        n_history = db.execute(
-            "DELETE FROM history WHERE memory_id IN (SELECT id FROM gone)").rowcount
-        n_memories = db.execute(
-            "DELETE FROM memories WHERE rowid IN (SELECT rowid FROM gone)").rowcount
-        n_messages = db.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
-        db.execute(f"DELETE FROM adds WHERE {where}", params)
-        db.execute(f"DELETE FROM jobs WHERE {where}", params)
-        db.execute("DELETE FROM gone")
-        return EraseCounts(n_messages, n_memories, n_history)
+            return self._verified(counts, wait)
 
     def reset(self) -> None:
         with self._lock:
-            self._db.execute("PRAGMA secure_delete = ON")
             try:
                 with self._tx() as db:
-                    for table in ("memory_vectors", "history", "memories", "jobs",
-                                  "messages", "adds", "meta"):
-                        db.execute(f"DELETE FROM {table}")
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    counts = erase_all(db)
+                    self._mark_pending(db)
             finally:
-                self._db.execute("PRAGMA secure_delete = OFF")
                 self._drop_indexes()
+            self._verified(counts, None)
+
+    def _mark_pending(self, db: sqlite3.Connection) -> None:
+        if self._on_disk:  # with the deletion itself: a crash before the check keeps it
+            mark_pending(db)
+
+    def _verified(self, counts: EraseCounts, wait: float | None) -> EraseCounts:
+        """``counts`` with what the completion of the erasure verified; raises
+        ``ErasurePendingError`` if another connection keeps the erased bytes in the files."""
+        if not self._on_disk:
+            return counts
+        wait = self.erase_wait if wait is None else wait
+        try:
+            truncated, clean = self._complete_erasure(wait)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the rows are erased from {self.path}, but checking that their "
+                             f"bytes left the file failed: {exc}") from exc
+        result = replace(counts, wal_truncated=truncated, verified_clean=clean)
+        if not clean:
+            raise ErasurePendingError(pending_message(self.path, result, wait), result)
+        return result
+
+    def _complete_erasure(self, wait: float) -> tuple[bool, bool]:
+        """Overwrite free space that writers without ``secure_delete`` left, checkpoint and
+        truncate the log, and clear the pending mark if that verified everything. Whether
+        the log was truncated, and whether the file is verified clean."""
+        with self._lock:
+            zeroed = self._zero_free_space()
+            truncated = checkpoint(self._db, self.path, wait, self._busy_ms)
+            if zeroed and truncated:
+                with self._tx() as db:
+                    clear_pending(db, self.path)
+                checkpoint(self._db, self.path, 0.0, self._busy_ms)  # the mark's own page
+        return truncated, zeroed and truncated
+
+    def _zero_free_space(self) -> bool:
+        """Overwrite the free space a writer without ``secure_delete`` may have left: once
+        per file (``VACUUM`` rewrites it), or again if this connection's was turned off.
+        False if another connection's lock kept ``VACUUM`` from running."""
+        if secure_delete_on(self._db) and self.get_meta(FREE_SPACE) == "zeroed":
+            return True
+        self._db.execute("PRAGMA secure_delete = ON")
+        try:
+            self._db.execute("VACUUM")
+        except sqlite3.OperationalError:  # locked: the next completion tries again
+            return False
+        self.set_meta(FREE_SPACE, "zeroed")
+        return True
+
+    def _complete_pending(self) -> None:
+        """At open: finish an erasure a reader kept pending, if it has ended (no waiting)."""
+        if self._on_disk and self.get_meta(PENDING_ERASURE) is not None:
+            with contextlib.suppress(StoreError, sqlite3.Error):
+                self._complete_erasure(0.0)
 
 
 # --- row conversion ----------------------------------------------------------------------

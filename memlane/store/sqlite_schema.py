@@ -86,7 +86,13 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    """An idempotency key is kept with a digest of its add's content (NULL for older keys,
+    which are matched by scope alone)."""
+    db.execute("ALTER TABLE adds ADD COLUMN fingerprint TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 """Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
 
 
@@ -98,6 +104,8 @@ def migrate(db: sqlite3.Connection) -> int:
         for number in range(current + 1, len(MIGRATIONS) + 1):
             MIGRATIONS[number - 1](db)
             db.execute(f"PRAGMA user_version = {number}")
+        if current == 0:  # a new file, written with secure_delete from its first page
+            db.execute("INSERT INTO meta (key, value) VALUES ('sqlite.free_space', 'zeroed')")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
