@@ -22,6 +22,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_basis,
     dense_score,
     keyword_score,
 )
@@ -59,6 +60,7 @@ class InMemoryStore:
         with self._lock:
             if batch.add_key is not None and (batch.scope.tenant, batch.add_key) in self._adds:
                 return WriteOutcome(False, self._adds[(batch.scope.tenant, batch.add_key)][1])
+            check_basis(batch, lambda n: self.recent_messages(batch.scope, n))
             self._check(batch)
             for message in batch.messages:
                 self._messages[_message_key(message)] = message

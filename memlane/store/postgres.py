@@ -42,6 +42,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_basis,
     dense_score,
     keyword_score,
 )
@@ -69,6 +70,12 @@ _VALID_INDEX = ("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexr
                 "WHERE c.relname = %s")
 _KW_COLS = "kw_plain, kw_stem, kw_len"
 _KW_MARKS = "%s::tsvector, %s::tsvector, %s"
+_RECENT = (f"SELECT {_MSG_SELECT} FROM messages WHERE tenant = %s AND user_id = %s AND "
+           'agent_id = %s AND session_id = %s ORDER BY event_time COLLATE "C" DESC, rid DESC '
+           "LIMIT %s")
+CONVERSATION_LOCK = 7242002
+"""The class of the advisory locks that serialize adds to one conversation (the second
+key is a hash of the conversation; two-key locks never collide with one-key ones)."""
 _JOB_SELECT = (codec.JOB_COLS.replace("memory_ids", "memory_ids::text")
                .replace("actions", "actions::text").replace("usage", "usage::text"))
 
@@ -428,6 +435,10 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     def _write(self, conn: Any, batch: WriteBatch) -> WriteOutcome:
         tenant = batch.scope.tenant
+        if batch.after is not None:  # adds to one conversation check and commit in turn
+            conversation = json.dumps([tenant, *codec.scope_values(batch.scope)])
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                         (CONVERSATION_LOCK, conversation))
         if batch.add_key is not None:
             claimed = conn.execute(
                 "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id) "
@@ -437,6 +448,7 @@ class PostgresStore(SQLCounts, DerivedSearch):
                 row = conn.execute("SELECT memory_ids FROM adds WHERE tenant = %s AND key = %s",
                                    (tenant, batch.add_key)).fetchone()
                 return WriteOutcome(False, tuple(json.loads(row[0])))
+        check_basis(batch, lambda n: self._newest(conn, batch.scope, n))
         cursor = conn.cursor()  # rows stream in with COPY: one round trip per table
         _copy(cursor, "messages", codec.MSG_COLS, [codec.message_row(m) for m in batch.messages])
         ann = self._vectors_in_db
@@ -556,11 +568,14 @@ class PostgresStore(SQLCounts, DerivedSearch):
         return [codec.message(r) for r in rows]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
-        rows = self._rows(
-            f"SELECT {_MSG_SELECT} FROM messages WHERE tenant = %s AND user_id = %s AND "
-            'agent_id = %s AND session_id = %s ORDER BY event_time COLLATE "C" DESC, rid DESC '
-            "LIMIT %s", (scope.tenant, *codec.scope_values(scope), limit))
+        rows = self._rows(_RECENT, (scope.tenant, *codec.scope_values(scope), limit))
         return [codec.message(r) for r in rows]
+
+    @staticmethod
+    def _newest(conn: Any, scope: Scope, limit: int) -> list[Message]:
+        """``recent_messages`` as the transaction on ``conn`` sees them."""
+        rows = conn.execute(_RECENT, (scope.tenant, *codec.scope_values(scope), limit))
+        return [codec.message(r) for r in rows.fetchall()]
 
     def tenants(self) -> list[str]:
         rows = self._rows("SELECT tenant FROM memories UNION SELECT tenant FROM messages")

@@ -37,6 +37,7 @@ from .base import (
     Vector,
     WriteBatch,
     WriteOutcome,
+    check_basis,
 )
 from .derived import DerivedSearch
 from .sql_common import SQLCounts
@@ -118,6 +119,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                                      (batch.scope.tenant, batch.add_key)).fetchone()
                     if row is not None:
                         return WriteOutcome(False, tuple(json.loads(row[0])))
+                check_basis(batch, lambda n: self.recent_messages(batch.scope, n))
                 self._insert_messages(db, batch.messages)
                 self._insert_records(db, batch.inserts)
                 self._apply_updates(db, batch)
