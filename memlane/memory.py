@@ -161,6 +161,11 @@ class Memory:
         the scope's current facts before ``add`` returns (the new and changed facts are
         returned after the turns); ``infer="background"`` returns once the turns are durable
         and leaves the work to a durable job (see ``jobs``).
+
+        Each message also gets a window (it and the two messages before it in the
+        conversation's order); concurrent adds to one conversation are rebuilt until their
+        windows are right, and raise ``ConflictError`` if the conversation kept changing for
+        ``ADD_PATIENCE`` seconds.
         """
         if infer and self.llm is None:
             raise ConfigurationError("infer needs an LLM: Memory(llm=OpenAICompatibleLLM(...))")
