@@ -15,9 +15,9 @@ import pytest
 from memlane import FakeEmbedder, Memory
 from memlane.errors import ConflictError
 from memlane.store import InMemoryStore, SQLiteStore, Store, WriteBatch
-from memlane.store.base import Basis
+from memlane.store.base import Basis, depended
 from memlane.timeutil import utcnow
-from memlane.types import Scope, index_text
+from memlane.types import Message, Scope, index_text
 from memlane.write import ingest
 
 CONVERSATION = {"user_id": "alice", "agent_id": "helper", "session_id": "s1"}
@@ -197,3 +197,33 @@ def test_an_add_that_keeps_losing_the_race_raises_conflict(tmp_path: Path,
     with Memory(store=Moving(tmp_path / "m.db"), embedder=FakeEmbedder()) as mem, \
             pytest.raises(ConflictError, match="kept changing"):
         mem.add("mine", **CONVERSATION)
+
+
+def _said(name: str, minutes: int) -> Message:
+    return Message(id=name, tenant="default", user_id="alice", agent_id=None, session_id="s1",
+                   role="user", name=None, content=name, event_time=at(minutes),
+                   created_at=at(minutes), metadata={})
+
+
+def test_a_basis_covers_what_the_windows_depend_on_and_no_more() -> None:
+    x, y, z = _said("x", 10), _said("y", 20), _said("z", 30)
+    # an add at 25 depends on z (it goes before it) and on x, y (its predecessors)
+    assert depended([z, y, x], at(25), 2) == 3
+    assert depended([z, y, x], at(30), 2) == 2  # a tie goes after z
+    basis = Basis(ids=("z", "y", "x"), earliest=at(25), back=2)
+    assert basis.holds([z, y, x, _said("w", 0)])  # older than the predecessors: no matter
+    assert not basis.holds([_said("n", 40), z, y, x])  # a newer message changes z's window
+    assert not basis.holds([z, _said("n", 22), y, x])  # a new predecessor
+    # a conversation shorter than the look-back: any older message is a predecessor
+    short = Basis(ids=("x",), earliest=at(25), back=2)
+    assert short.holds([x])
+    assert not short.holds([x, _said("w", 0)])
+
+
+def test_a_retried_add_returns_what_it_stored_after_the_conversation_moved(mem: Memory,
+                                                                          ) -> None:
+    first = mem.add("hello", **CONVERSATION, idempotency_key="k1")
+    mem.add("later", **CONVERSATION)
+    again = mem.add("hello", **CONVERSATION, idempotency_key="k1")
+    assert [r.id for r in again] == [r.id for r in first]
+    check_windows(mem, 2)
