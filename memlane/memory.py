@@ -6,13 +6,13 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
 from .embed.base import Embedder
-from .errors import ConfigurationError, InvalidInputError, NotFoundError
+from .errors import ConfigurationError, ConflictError, InvalidInputError, NotFoundError
 from .exchange import jsonl
 from .filters import parse
 from .ids import new_id
@@ -20,7 +20,16 @@ from .llm.base import LLM
 from .read import context as packing
 from .read import search as pipeline
 from .store import RecordQuery, RecordUpdate, Store, WriteBatch, open_store
-from .store.base import USAGE_KEYS, EraseCounts, ScopeCounts, ScopeField, totals
+from .store.base import (
+    USAGE_KEYS,
+    AddKeyReused,
+    EraseCounts,
+    ScopeCounts,
+    ScopeField,
+    StaleConversation,
+    WriteOutcome,
+    totals,
+)
 from .timeutil import TimeLike, parse_time, utcnow
 from .types import (
     JOB_STATUSES,
@@ -37,7 +46,7 @@ from .types import (
     index_text,
 )
 from .write import infer as infer_stage
-from .write import ingest, windows
+from .write import ingest, placing, windows
 from .write.ingest import MessagesInput
 
 WHOLE_HISTORY_LIMIT = 5_000
@@ -48,6 +57,9 @@ JOB_LEASE = timedelta(minutes=10)
 """No context line costs fewer tokens (its date alone takes more), so a scope with more
 memories than ``budget / MIN_LINE_TOKENS`` cannot fit whole and is not tokenized whole."""
 MAX_LIMIT = 1_000
+ADD_PATIENCE = 30.0
+"""Seconds an add is built again and again while other writers keep changing its
+conversation first (as long as SQLite waits for a busy database); then ConflictError."""
 
 
 def default_location() -> Path:
@@ -162,6 +174,11 @@ class Memory:
         the scope's current facts before ``add`` returns (the new and changed facts are
         returned after the turns); ``infer="background"`` returns once the turns are durable
         and leaves the work to a durable job (see ``jobs``).
+
+        Each message also gets a window (it and the two messages before it in the
+        conversation's order); concurrent adds to one conversation are rebuilt until their
+        windows are right, and raise ``ConflictError`` if the conversation kept changing for
+        ``ADD_PATIENCE`` seconds.
         """
         if infer and self.llm is None:
             raise ConfigurationError("infer needs an LLM: Memory(llm=OpenAICompatibleLLM(...))")
@@ -171,17 +188,10 @@ class Memory:
         when = None if timestamp is None else parse_time(timestamp)
         fingerprint = ingest.add_key(scope, incoming, when)
         key = idempotency_key or fingerprint
-        now = utcnow()
-        msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=now)
-        vectors = self.embedder.embed([t.index_text for t in turns], "document")
-        derived = windows.for_new_turns(self._preceding_lines(scope), turns, list(vectors), now)
-        inserts = [*zip(turns, vectors, strict=True), *derived]
-        job = infer_stage.new_job(turns, key, now) if infer else None
-        batch = WriteBatch(scope=scope, add_key=key, add_fingerprint=fingerprint,
-                           messages=msgs, inserts=inserts,
-                           events=[_event(r, "add", None, r.text, "system", None)
-                                   for r, _ in inserts], jobs=[job] if job else [])
-        outcome = self.store.write(batch)
+        vectors = self.embedder.embed([index_text(m.content, m.name) for m in incoming],
+                                      "document")
+        outcome, turns, job = self._commit_add(scope, incoming, when, meta, (key, fingerprint),
+                                               list(vectors), bool(infer))
         if not outcome.applied:
             stored = self.store.get(self.tenant, outcome.memory_ids)
             return [r for r in stored if r.kind not in windows.DERIVED_KINDS]
@@ -241,14 +251,41 @@ class Memory:
             if not self.run_jobs(limit=10):
                 self._stopping.wait(0.1)
 
-    def _preceding_lines(self, scope: Scope) -> list[windows.Line]:
-        """The turns just before a new add in the same conversation, as window lines."""
-        recent = self.store.recent_messages(scope, windows.WINDOW_TURNS - 1)[::-1]
-        texts = [index_text(m.content, m.name) for m in recent]
-        if not texts:
-            return []
-        vectors = self.embedder.embed(texts, "document")
-        return [windows.Line(m.id, t, v) for m, t, v in zip(recent, texts, vectors, strict=True)]
+    def _commit_add(self, scope: Scope, incoming: list[ingest.Incoming], when: datetime | None,
+                    meta: dict[str, Any], keys: tuple[str, str], vectors: list[windows.Vector],
+                    infer: bool) -> tuple[WriteOutcome, list[MemoryRecord], Job | None]:
+        """Write an add: its messages, turns, windows (and job). When another writer changed
+        the conversation between the read the windows were built on and the write, the
+        store refuses the batch, and the add is built again on the conversation as it is now
+        (at the time it is now, if it has no timestamp of its own)."""
+        key, fingerprint = keys  # the idempotency key, and the digest of what is added
+        deadline = time.monotonic() + ADD_PATIENCE
+        known: list[Message] = []  # the conversation's newest messages, when a write told
+        while True:
+            now = utcnow()
+            msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=now)
+            job = infer_stage.new_job(turns, key, now) if infer else None
+            placed = placing.place(self.store, self.embedder, msgs, turns, vectors, now, known)
+            inserts = [*zip(turns, vectors, strict=True), *placed.inserts]
+            batch = WriteBatch(
+                scope=scope, add_key=key, add_fingerprint=fingerprint, messages=msgs,
+                inserts=inserts,
+                updates=[RecordUpdate(new, old.version, v) for old, new, v in placed.rebuilt],
+                events=[*(_event(r, "add", None, r.text, "system", None) for r, _ in inserts),
+                        *(_event(new, "update", old.text, new.text, "system",
+                                 "a turn was added just before it")
+                          for old, new, _ in placed.rebuilt)],
+                jobs=[job] if job else [], after=placed.basis)
+            try:
+                return self.store.write(batch), turns, job
+            except AddKeyReused:
+                raise
+            except ConflictError as exc:
+                if time.monotonic() > deadline:
+                    raise ConflictError(
+                        f"the conversation kept changing for {ADD_PATIENCE:g} s while this "
+                        "add was written; retry the add") from exc
+                known = exc.newest if isinstance(exc, StaleConversation) else []
 
     def _refresh_windows(self, turn: MemoryRecord) -> tuple[list[RecordUpdate],
                                                             list[HistoryEvent]]:

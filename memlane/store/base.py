@@ -8,7 +8,7 @@ ranked, and every write of a batch happens in one transaction or not at all.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -92,6 +92,71 @@ class RecordUpdate:
     vector: Vector | None = None
 
 
+def depended(newest_first: Sequence[Message], earliest: datetime, back: int) -> int:
+    """How many of a conversation's newest messages (newest first) the windows of messages
+    added at ``earliest`` or later depend on: each one later than ``earliest`` (new ones go
+    before them, whose windows change) and ``back`` more (the new ones' predecessors; a
+    message at ``earliest`` itself comes before a new one of the same time)."""
+    seen = 0
+    for position, message in enumerate(newest_first):
+        if message.event_time <= earliest:
+            seen += 1
+            if seen == back:
+                return position + 1
+    return len(newest_first)
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """The part of a conversation an add built its windows on: the ids of its newest
+    messages, newest first, that ``depended`` counts for ``earliest`` (the earliest event
+    time of the add) and ``back`` (how many turns a window reaches back)."""
+
+    ids: tuple[str, ...]
+    earliest: datetime
+    back: int
+
+    def holds(self, newest_first: Sequence[Message]) -> bool:
+        """Whether the conversation, read as its newest ``len(ids) + 1`` messages, is still
+        what the add was built on (a message one further back matters when ``ids`` held
+        fewer than ``back`` messages before ``earliest``, i.e. the whole conversation)."""
+        n = depended(newest_first, self.earliest, self.back)
+        return tuple(m.id for m in newest_first[:n]) == self.ids
+
+
+class AddKeyReused(ConflictError):
+    """An idempotency key already used for another add: final, unlike a stale
+    conversation, so ``Memory.add`` does not retry it."""
+
+
+class StaleConversation(ConflictError):
+    """The conversation changed between the read an add's windows were built on and its
+    write. ``Memory.add`` rebuilds the windows and retries; other callers see a conflict.
+
+    ``newest`` holds the conversation's newest messages as the refusing write read them
+    (newest first), so that a retry need not read them again: the sooner it is back, the
+    likelier it is to find the conversation unchanged.
+    """
+
+    def __init__(self, newest: Sequence[Message]) -> None:
+        super().__init__("the conversation changed while this add was built; retry")
+        self.newest = list(newest)
+
+
+def check_basis(batch: WriteBatch, newest: Callable[[int], Sequence[Message]]) -> None:
+    """Refuse a batch whose windows were built on a conversation that has changed since.
+
+    Stores call it inside the write transaction, with ``newest(n)``: the newest ``n``
+    messages of exactly ``batch.scope``, newest first, as the transaction sees them, while
+    no other add to that conversation can commit (its check is serialized with this one).
+    """
+    basis = batch.after
+    if basis is not None:
+        fresh = newest(len(basis.ids) + 1)
+        if not basis.holds(fresh):
+            raise StaleConversation(fresh)
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one operation writes, applied atomically.
@@ -114,6 +179,10 @@ class WriteBatch:
     events: list[HistoryEvent] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     """Jobs to insert or replace (by id) in the same transaction."""
+    after: Basis | None = None
+    """For an add, the conversation (exactly ``scope``) as its windows were built on it: the
+    store writes nothing and raises ``StaleConversation`` if it has changed (``check_basis``).
+    """
 
 
 def check_add_key_reuse(batch: WriteBatch, stored_scope: Scope,
@@ -124,7 +193,7 @@ def check_add_key_reuse(batch: WriteBatch, stored_scope: Scope,
     same_content = (stored_fingerprint is None or batch.add_fingerprint is None
                     or stored_fingerprint == batch.add_fingerprint)
     if stored_scope != batch.scope or not same_content:
-        raise ConflictError(
+        raise AddKeyReused(
             f"idempotency key {batch.add_key!r} was already used for a different add (other "
             "messages, another time or another scope); nothing stored: a new add needs a "
             "new key")

@@ -25,6 +25,7 @@ from .base import (
     WriteBatch,
     WriteOutcome,
     check_add_key_reuse,
+    check_basis,
     dense_score,
     keyword_score,
     scope_counts,
@@ -65,6 +66,7 @@ class InMemoryStore:
                 scope, ids, fingerprint = self._adds[(batch.scope.tenant, batch.add_key)]
                 check_add_key_reuse(batch, scope, fingerprint)
                 return WriteOutcome(False, ids)
+            check_basis(batch, lambda n: self.recent_messages(batch.scope, n))
             self._check(batch)
             for message in batch.messages:
                 self._messages[_message_key(message)] = message

@@ -43,6 +43,7 @@ from .base import (
     WriteBatch,
     WriteOutcome,
     check_add_key_reuse,
+    check_basis,
     dense_score,
     keyword_score,
 )
@@ -70,6 +71,9 @@ _VALID_INDEX = ("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexr
                 "WHERE c.relname = %s")
 _KW_COLS = "kw_plain, kw_stem, kw_len"
 _KW_MARKS = "%s::tsvector, %s::tsvector, %s"
+CONVERSATION_LOCK = 7242002
+"""The class of the advisory locks that serialize adds to one conversation (the second
+key is a hash of the conversation; two-key locks never collide with one-key ones)."""
 _JOB_SELECT = (codec.JOB_COLS.replace("memory_ids", "memory_ids::text")
                .replace("actions", "actions::text").replace("usage", "usage::text"))
 
@@ -441,10 +445,15 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     def _write(self, conn: Any, batch: WriteBatch) -> WriteOutcome:
         tenant = batch.scope.tenant
+        if batch.after is not None:  # adds to one conversation check and commit in turn
+            conversation = json.dumps([tenant, *codec.scope_values(batch.scope)])
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                         (CONVERSATION_LOCK, conversation))
         if batch.add_key is not None:
             done = self._claim_add_key(conn, batch)
             if done is not None:
                 return WriteOutcome(False, done)
+        check_basis(batch, lambda n: self._newest(conn, batch.scope, n))
         cursor = conn.cursor()  # rows stream in with COPY: one round trip per table
         _copy(cursor, "messages", codec.MSG_COLS, [codec.message_row(m) for m in batch.messages])
         ann = self._vectors_in_db
@@ -582,11 +591,19 @@ class PostgresStore(SQLCounts, DerivedSearch):
         return [codec.message(r) for r in rows]
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        try:
+            with self._pool.connection() as conn:
+                return self._newest(conn, scope, limit)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"read failed: {exc}") from exc
+
+    def _newest(self, conn: Any, scope: Scope, limit: int) -> list[Message]:
+        """``recent_messages`` as the transaction on ``conn`` sees them."""
         where, params = self._conversation_where(scope)
-        rows = self._rows(
-            f"SELECT {_MSG_SELECT} FROM messages WHERE {where} "
-            'ORDER BY event_time COLLATE "C" DESC, rid DESC LIMIT %s', (*params, limit))
-        return [codec.message(r) for r in rows]
+        rows = conn.execute(f"SELECT {_MSG_SELECT} FROM messages WHERE {where} "
+                            'ORDER BY event_time COLLATE "C" DESC, rid DESC LIMIT %s',
+                            (*params, limit))
+        return [codec.message(r) for r in rows.fetchall()]
 
     def tenants(self) -> list[str]:
         rows = self._rows("SELECT tenant FROM memories UNION SELECT tenant FROM messages")

@@ -41,6 +41,7 @@ from .base import (
     WriteBatch,
     WriteOutcome,
     check_add_key_reuse,
+    check_basis,
 )
 from .derived import DerivedSearch
 from .sql_common import SQLCounts
@@ -147,6 +148,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                     done = self._applied_add(db, batch)
                     if done is not None:
                         return WriteOutcome(False, done)
+                check_basis(batch, lambda n: self.recent_messages(batch.scope, n))
                 self._insert_messages(db, batch.messages)
                 self._insert_records(db, batch.inserts)
                 self._apply_updates(db, batch)

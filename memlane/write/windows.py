@@ -5,6 +5,10 @@ row; a unit holding a turn with its two predecessors in the same conversation fi
 together and cites all of them. Windows are derived memories (``kind="window"``): built at
 ``add`` time, rebuilt when one of their turns changes, and their vector is the normalized
 mean of their turns' vectors, so they cost no extra model call. Pure functions here.
+
+"Before" is the conversation's order, the order stores keep messages in: event time, then
+insertion. An add whose messages are older than stored ones places them back in time: their
+windows reach back from there, and the windows of the turns just after them are rebuilt.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..ids import new_id
-from ..types import MemoryRecord, content_hash
+from ..types import MemoryRecord, Message, content_hash
 
 WINDOW_KIND = "window"
 WINDOW_TURNS = 3
@@ -56,6 +60,26 @@ def build(lines: Sequence[Line], newest: MemoryRecord, now: datetime) -> tuple[M
         updated_at=now, metadata=dict(newest.metadata),
     )
     return record, mean_vector([line.vector for line in lines])
+
+
+def spans(existing: Sequence[Message], new: Sequence[Message]) -> list[tuple[str, ...]]:
+    """The source ids of every window that ``new`` messages create or change, in the
+    conversation's order: each new message's window, and the windows of the stored messages
+    that have a new one among the ``WINDOW_TURNS - 1`` messages before them.
+
+    ``existing`` are stored messages in the conversation's order, all that any of these
+    windows shows (``store.base.depended``); ``new`` follow every stored message of the
+    same event time, in the order of the add.
+    """
+    placed = sorted([(m.event_time, 0, i, m.id) for i, m in enumerate(existing)]
+                    + [(m.event_time, 1, i, m.id) for i, m in enumerate(new)])
+    order = [(source_id, is_new == 1) for _, is_new, _, source_id in placed]
+    out = []
+    for end in range(len(order)):
+        span = order[max(0, end - WINDOW_TURNS + 1):end + 1]
+        if any(is_new for _, is_new in span):
+            out.append(tuple(source_id for source_id, _ in span))
+    return out
 
 
 def for_new_turns(previous: Sequence[Line], turns: Sequence[MemoryRecord],
