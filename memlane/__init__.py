@@ -11,6 +11,7 @@ from .errors import (
     MemlaneError,
     ModelError,
     NotFoundError,
+    ReadOnlyError,
     StoreError,
     UsageError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "MiniLMEmbedder",
     "ModelError",
     "NotFoundError",
+    "ReadOnlyError",
     "Scope",
     "SearchConfig",
     "SearchHit",

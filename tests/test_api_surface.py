@@ -12,8 +12,8 @@ EXPORTED = [
     "RECIPES", "AsyncMemory", "BackendError", "ConfigurationError", "ConflictError", "Context",
     "Embedder", "FakeEmbedder", "FilterError", "HistoryEvent", "InvalidInputError",
     "MemlaneError", "Memory", "MemoryRecord", "Message", "MiniLMEmbedder", "ModelError",
-    "NotFoundError", "Scope", "SearchConfig", "SearchHit", "SignalDetail", "StoreError",
-    "UsageError", "__version__",
+    "NotFoundError", "ReadOnlyError", "Scope", "SearchConfig", "SearchHit", "SignalDetail",
+    "StoreError", "UsageError", "__version__",
 ]
 
 
