@@ -87,7 +87,7 @@ def cmd_add(mem: Memory, a: argparse.Namespace) -> Any:
     messages: Any = a.text
     if a.json:
         source = _stdin() if a.text == "-" else a.text
-        messages = _json(source, "the --json messages")
+        messages = _json(source, "the --json text")
     elif a.text == "-":
         messages = _stdin()
     if isinstance(messages, str):
