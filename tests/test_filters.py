@@ -185,6 +185,10 @@ def test_in_and_nin_take_thousands_of_values_on_every_store(stores: list[Any]) -
         {"metadata.k": {"in": [*range(30_000), 7]}},  # 90,000 parameters, one each
         {"metadata.k": {"nin": []}},
         {"kind": {"in": []}},
+        {"pinned": {"in": [False]}},
+        {"pinned": {"nin": [True, False]}},
+        {"version": {"in": [1.0, 2**62, -(2**63)]}},
+        {"version": {"nin": [*many_numbers, 2**63 - 1]}},
     ]
     for store in stores:
         store.reset()
