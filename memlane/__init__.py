@@ -12,6 +12,7 @@ from .errors import (
     MemlaneError,
     ModelError,
     NotFoundError,
+    ReadOnlyError,
     StoreError,
     UsageError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "MiniLMEmbedder",
     "ModelError",
     "NotFoundError",
+    "ReadOnlyError",
     "Scope",
     "SearchConfig",
     "SearchHit",

@@ -39,9 +39,10 @@ class AsyncMemory:
 
     def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
                  embedder: Embedder | None = None, tenant: str = "default",
-                 search: str | SearchConfig = "hybrid", llm: LLM | None = None) -> None:
+                 search: str | SearchConfig = "hybrid", llm: LLM | None = None,
+                 read_only: bool = False) -> None:
         self.sync = Memory(location, store=store, embedder=embedder, tenant=tenant,
-                           search=search, llm=llm)
+                           search=search, llm=llm, read_only=read_only)
 
     add = _async_of(Memory.add)
     search = _async_of(Memory.search)

@@ -4,7 +4,8 @@
     ├── UsageError               the caller asked for something invalid; nothing changed
     │   ├── InvalidInputError    bad text, timestamp, scope, metadata or file
     │   ├── FilterError          a filter that does not parse (unknown field or operator)
-    │   └── ConfigurationError   an unknown store location or a missing optional extra
+    │   ├── ConfigurationError   an unknown store location or a missing optional extra
+    │   └── ReadOnlyError        a write to a store opened read-only (or not writable)
     ├── NotFoundError            no such memory in the caller's scope
     ├── ConflictError            a concurrent writer changed the memory first; retry
     └── BackendError             the store or a model failed at run time
@@ -43,6 +44,10 @@ class FilterError(UsageError, ValueError):
 
 class ConfigurationError(UsageError):
     """An unknown store location, or an optional dependency that is not installed."""
+
+
+class ReadOnlyError(UsageError):
+    """A write to a store that was opened read-only, or whose file cannot be written."""
 
 
 class NotFoundError(MemlaneError, LookupError):

@@ -8,7 +8,9 @@ mapping of operators to values; several keys are all required (AND)::
     {"or": [{"speaker": "Alice"}, {"not": {"tags": {"contains": "draft"}}}]}
 
 Operators: ``eq``, ``ne``, ``in``, ``nin``, ``gt``, ``gte``, ``lt``, ``lte``, ``contains``;
-logic: ``and`` and ``or`` (lists of filters) and ``not`` (one filter).
+logic: ``and`` and ``or`` (lists of filters) and ``not`` (one filter), nested at most
+``MAX_DEPTH`` deep, with at most ``MAX_CONDITIONS`` comparisons in all (an ``in`` list of
+any length is one). Integers must fit in 64 bits (write larger numbers as floats).
 
 Fields are the record's own (``kind``, ``role``, ``speaker``, ``text``, ``status``,
 ``user_id``, ``agent_id``, ``session_id``, the times, ``importance``, ``pinned``,
@@ -24,6 +26,7 @@ is the reference semantics every compiled form must agree with.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from typing import Any, Literal
 
 from .errors import FilterError, InvalidInputError
 from .timeutil import parse_time, to_text
-from .types import MemoryRecord
+from .types import MemoryRecord, check_unicode
 
 FieldType = Literal["text", "time", "number", "bool", "list", "json"]
 Scalar = str | int | float | bool | None
@@ -48,6 +51,12 @@ OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "contains")
 ORDER_OPS = ("gt", "gte", "lt", "lte")
 _META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _MISSING = object()
+MAX_DEPTH = 32
+"""How deeply ``and``, ``or`` and ``not`` may nest."""
+MAX_CONDITIONS = 500
+"""How many comparisons one filter may hold (each store compiles them into one query)."""
+INT_RANGE = (-(2**63), 2**63 - 1)
+"""Integers a filter may hold: what every store can bind (SQLite INTEGER, PostgreSQL bigint)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,29 +94,46 @@ def parse(spec: Mapping[str, Any] | None) -> Node | None:
         return None
     if not isinstance(spec, Mapping):
         raise FilterError(f"a filter must be a mapping, got {type(spec).__name__}")
-    node = _parse_mapping(spec)
+    node = _parse_mapping(spec, 0)
+    if _conditions(node) > MAX_CONDITIONS:
+        raise FilterError(f"the filter holds more than {MAX_CONDITIONS} comparisons: use 'in' "
+                          "with a list of values instead of many 'or'ed equalities")
     return node if node != And(()) else None
 
 
-def _parse_mapping(spec: Mapping[str, Any]) -> Node:
+def _conditions(node: Node) -> int:
+    if isinstance(node, And | Or):
+        return sum(_conditions(n) for n in node.items)
+    return _conditions(node.item) if isinstance(node, Not) else 1
+
+
+def _parse_mapping(spec: Mapping[str, Any], depth: int) -> Node:
     items: list[Node] = []
     for key, value in spec.items():
+        if key in ("and", "or", "not") and depth >= MAX_DEPTH:
+            raise FilterError(f"the filter is nested deeper than {MAX_DEPTH} levels of "
+                              "and/or/not: flatten it (an 'in' list replaces many 'or's)")
         if key in ("and", "or"):
             if not isinstance(value, Sequence) or isinstance(value, str) or not value:
                 raise FilterError(f"'{key}' takes a non-empty list of filters")
-            parts = tuple(_parse_sub(v) for v in value)
+            parts = tuple(_parse_sub(v, depth + 1) for v in value)
             items.append(And(parts) if key == "and" else Or(parts))
         elif key == "not":
-            items.append(Not(_parse_sub(value)))
+            items.append(Not(_parse_sub(value, depth + 1)))
         else:
             items.extend(_parse_field(key, value))
     return items[0] if len(items) == 1 else And(tuple(items))
 
 
-def _parse_sub(value: Any) -> Node:
+def _parse_sub(value: Any, depth: int) -> Node:
     if not isinstance(value, Mapping) or not value:
-        raise FilterError(f"expected a non-empty filter mapping, got {value!r}")
-    return _parse_mapping(value)
+        raise FilterError(f"expected a non-empty filter mapping, got {_short(value)}")
+    return _parse_mapping(value, depth)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _field_type(key: str) -> tuple[str, FieldType, tuple[str, ...]]:
@@ -160,8 +186,8 @@ def _check_scalar(key: str, ftype: FieldType, op: str, value: Any) -> Any:
         except InvalidInputError as exc:
             raise FilterError(str(exc)) from exc
     if not _VALUE_CHECKS[ftype](value):
-        raise FilterError(f"{key!r} compares with a {ftype} value, got {value!r}")
-    return value
+        raise FilterError(f"{key!r} compares with a {ftype} value, got {_short(value)}")
+    return _storable(key, value)
 
 
 def _check_json_value(key: str, op: str, value: Any) -> Scalar:
@@ -170,8 +196,25 @@ def _check_json_value(key: str, op: str, value: Any) -> Scalar:
             raise FilterError(f"'{op}' on {key!r} needs a number or a string")
         return value
     if isinstance(value, str | int | float):
-        return value
-    raise FilterError(f"{key!r} compares with a string, number, boolean or null, got {value!r}")
+        return _storable(key, value)
+    raise FilterError(
+        f"{key!r} compares with a string, number, boolean or null, got {_short(value)}")
+
+
+def _storable(key: str, value: Scalar) -> Scalar:
+    """A value every store can bind: UTF-8 text, integers within 64 bits."""
+    if isinstance(value, str):
+        try:
+            return check_unicode(value, f"the value compared with {key!r}")
+        except InvalidInputError as exc:
+            raise FilterError(str(exc)) from None
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+            INT_RANGE[0] <= value <= INT_RANGE[1]):
+        raise FilterError(f"{key!r}: {value} does not fit in a 64-bit integer (-2**63 to "
+                          "2**63-1); compare with a float such as 1e21 instead")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError(f"{key!r} compares with a finite number, got {value}")
+    return value
 
 
 def _is_number(value: Any) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,13 @@ from types import TracebackType
 from typing import IO, Any, Literal
 
 from .embed.base import Embedder
-from .errors import ConfigurationError, ConflictError, InvalidInputError, NotFoundError
+from .errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+)
 from .exchange import jsonl
 from .filters import parse
 from .ids import new_id
@@ -42,6 +49,7 @@ from .types import (
     Scope,
     SearchHit,
     Status,
+    check_unicode,
     content_hash,
     index_text,
 )
@@ -60,13 +68,18 @@ MAX_LIMIT = 1_000
 ADD_PATIENCE = 30.0
 """Seconds an add is built again and again while other writers keep changing its
 conversation first (as long as SQLite waits for a busy database); then ConflictError."""
+MAX_OFFSET = 2**63 - 1
+"""The largest offset every store can bind (a 64-bit integer)."""
 
 
 def default_location() -> Path:
-    """The embedded default: one SQLite file in the user data directory."""
+    """The embedded default: one SQLite file in the user data directory, which is created
+    here. (The directory of any other location must exist: a mistyped path is an error.)"""
     from platformdirs import user_data_dir
 
-    return Path(user_data_dir("memlane", appauthor=False)) / "memlane.db"
+    folder = Path(user_data_dir("memlane", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "memlane.db"
 
 
 class Memory:
@@ -75,21 +88,25 @@ class Memory:
     ``Memory()`` opens the embedded default (SQLite in the user data directory, the local
     MiniLM embedder). ``Memory(":memory:")`` keeps everything in the process,
     ``Memory("path/to/file.db")`` picks a file, and ``Memory(store=..., embedder=...)``
-    takes constructed parts.
+    takes constructed parts. ``read_only=True`` opens an existing SQLite file for reading:
+    every write raises ``ReadOnlyError`` (as it does on a file that cannot be written).
     """
 
     def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
                  embedder: Embedder | None = None, tenant: str = "default",
-                 search: str | pipeline.SearchConfig = "hybrid", llm: LLM | None = None) -> None:
-        if store is not None and location is not None:
-            raise ConfigurationError("pass either a location or a store, not both")
-        self.store: Store = store or open_store(location or default_location())
+                 search: str | pipeline.SearchConfig = "hybrid", llm: LLM | None = None,
+                 read_only: bool = False) -> None:
+        if store is not None and (location is not None or read_only):
+            raise ConfigurationError("pass either a location (and read_only) or a store")
+        tenant = Scope(tenant).tenant  # a bad tenant is refused before anything is opened
+        self.store: Store = store or open_store(
+            default_location() if location is None else location, read_only=read_only)
         if embedder is None:
             from .embed.onnx_minilm import MiniLMEmbedder
 
             embedder = MiniLMEmbedder()
         self.embedder = embedder
-        self.tenant = Scope(tenant).tenant
+        self.tenant = tenant
         self.search_config = pipeline.resolve(search, pipeline.RECIPES["hybrid"])
         self.llm = llm
         self._worker: threading.Thread | None = None
@@ -101,7 +118,9 @@ class Memory:
         signature = f"{self.embedder.model_id}/{self.embedder.dim}"
         stored = self.store.get_meta("embedder")
         if stored is None:
-            self.store.set_meta("embedder", signature)
+            # read-only and empty: no vectors of any model to mix up
+            with contextlib.suppress(ReadOnlyError):
+                self.store.set_meta("embedder", signature)
         elif stored != signature:
             raise ConfigurationError(
                 f"this store holds vectors from {stored}, not {signature}: open it with the "
@@ -130,14 +149,14 @@ class Memory:
         return Scope(self.tenant, user_id, agent_id, session_id)
 
     def _query(self, scope: Scope, filters: Mapping[str, Any] | None,
-               kinds: list[str] | tuple[str, ...] | None, as_of: TimeLike | None,
+               kinds: str | Sequence[str] | None, as_of: TimeLike | None,
                statuses: tuple[Status, ...] = ("active",)) -> RecordQuery:
         bad = [s for s in statuses if s not in STATUSES]
         if bad:
             raise InvalidInputError(f"unknown status(es) {bad}; use {STATUSES}")
         return RecordQuery(
-            scope=scope, filters=parse(filters),
-            kinds=None if kinds is None else tuple(kinds), statuses=statuses,
+            scope=scope, filters=parse(filters), kinds=_names(kinds, "kinds"),
+            statuses=statuses,
             as_of=None if as_of is None else parse_time(as_of, field="as_of"),
         )
 
@@ -145,6 +164,7 @@ class Memory:
         """The record with that id, if it lies in the caller's scope; else NotFoundError."""
         if not isinstance(memory_id, str) or not memory_id:
             raise InvalidInputError("memory id must be a non-empty string")
+        check_unicode(memory_id, "memory id")
         found = self.store.get(self.tenant, [memory_id])
         if not found or not scope.contains(found[0].tenant, found[0].user_id,
                                            found[0].agent_id, found[0].session_id):
@@ -156,6 +176,13 @@ class Memory:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidInputError(f"limit must be an integer from 1 to {MAX_LIMIT}")
         return limit
+
+    @staticmethod
+    def _non_negative(value: int, what: str) -> int:
+        """An offset (or a limit without a cap): an integer every store can bind."""
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_OFFSET:
+            raise InvalidInputError(f"{what} must be an integer from 0 to 2**63-1")
+        return value
 
     # --- writes --------------------------------------------------------------------------
 
@@ -186,6 +213,8 @@ class Memory:
         incoming = ingest.normalize(messages)
         meta = ingest.check_metadata(metadata)
         when = None if timestamp is None else parse_time(timestamp)
+        if idempotency_key is not None:
+            check_unicode(idempotency_key, "idempotency_key")
         fingerprint = ingest.add_key(scope, incoming, when)
         key = idempotency_key or fingerprint
         vectors = self.embedder.embed([index_text(m.content, m.name) for m in incoming],
@@ -418,7 +447,7 @@ class Memory:
 
     def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                session_id: str | None = None, limit: int = 10,
-               filters: Mapping[str, Any] | None = None, kinds: list[str] | None = None,
+               filters: Mapping[str, Any] | None = None, kinds: str | list[str] | None = None,
                as_of: TimeLike | None = None, explain: bool = False,
                recipe: str | pipeline.SearchConfig | None = None) -> list[SearchHit]:
         """Hybrid retrieval within the caller's scope, best first, scores in [0, 1]."""
@@ -435,7 +464,7 @@ class Memory:
 
     def get_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                 session_id: str | None = None, filters: Mapping[str, Any] | None = None,
-                kinds: list[str] | None = None, as_of: TimeLike | None = None,
+                kinds: str | list[str] | None = None, as_of: TimeLike | None = None,
                 statuses: list[Status] | None = None, limit: int = 100,
                 offset: int = 0) -> list[MemoryRecord]:
         """Memories of a scope, oldest first, ``limit`` at a time from ``offset``."""
@@ -443,8 +472,7 @@ class Memory:
         rq = self._query(scope, filters, kinds, as_of, tuple(statuses or ("active",)))
         if kinds is None:
             rq = replace(rq, exclude_kinds=windows.DERIVED_KINDS)
-        if not isinstance(offset, int) or offset < 0:
-            raise InvalidInputError("offset must be a non-negative integer")
+        offset = self._non_negative(offset, "offset")
         return self.store.find(rq, limit=self._limit(limit), offset=offset)
 
     def history(self, memory_id: str, *, user_id: str | None = None,
@@ -480,7 +508,9 @@ class Memory:
         erases the scope.
         """
         scope = self._scope(user_id, agent_id, session_id).require_bounded("messages")
-        return self.store.messages(scope, limit=limit, offset=offset)
+        if limit is not None:
+            limit = self._non_negative(limit, "limit")
+        return self.store.messages(scope, limit=limit, offset=self._non_negative(offset, "offset"))
 
     def scopes(self, *, user_id: str | None = None, agent_id: str | None = None,
                session_id: str | None = None, by: ScopeField | None = None,
@@ -539,6 +569,24 @@ class Memory:
 
 def _event(record: MemoryRecord, op: str, old: str | None, new: str | None, actor: str,
            reason: str | None) -> HistoryEvent:
+    if reason is not None:
+        check_unicode(reason, "reason")
+    check_unicode(actor, "actor")
     return HistoryEvent(id=new_id(), memory_id=record.id, tenant=record.tenant, op=op,
                         version=record.version, old_text=old, new_text=new, actor=actor,
                         reason=reason, at=record.updated_at)
+
+
+def _names(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
+    """A string or a list of strings (one string is one name), as a tuple."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, Sequence):
+        raise InvalidInputError(f"{what} must be a string or a list of strings, "
+                                f"got {type(value).__name__}")
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidInputError(f"{what} must be strings, got {name!r}")
+        check_unicode(name, what)
+    return tuple(names)

@@ -8,8 +8,6 @@ from .errors import InvalidInputError
 
 TimeLike = datetime | str | int | float
 
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -40,12 +38,18 @@ def parse_time(value: TimeLike, *, field: str = "timestamp") -> datetime:
         raise InvalidInputError(f"{field}: expected an ISO 8601 string, got {type(value).__name__}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInputError(
+            f"{field}: {value!r} is out of range: in UTC it falls outside the years 1 to 9999"
+        ) from None
 
 
 def to_text(value: datetime) -> str:
-    """Fixed-width UTC text whose lexical order is time order."""
-    return value.astimezone(UTC).strftime(_FORMAT)
+    """Fixed-width UTC text whose lexical order is time order (years zero-padded to four
+    digits, which ``strftime`` does not do on every platform)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_text(value: str) -> datetime:

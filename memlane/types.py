@@ -19,11 +19,25 @@ SCOPE_FIELDS = ("user_id", "agent_id", "session_id")
 MAX_SCOPE_LENGTH = 256
 
 
+def check_unicode(value: str, what: str) -> str:
+    """``value``, if it can be stored as UTF-8. A lone surrogate cannot: it is what Python
+    makes of bytes that are not UTF-8 (in argv, file names) or of a broken escape."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid Unicode: it holds the lone surrogate "
+            f"U+{ord(value[exc.start]):04X} at position {exc.start} (text that was not UTF-8?)"
+        ) from None
+    return value
+
+
 def _check_scope_value(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
+    check_unicode(value, name)
     if not value.strip():
         raise InvalidInputError(f"{name} must not be empty; leave it out instead")
     if len(value) > MAX_SCOPE_LENGTH:

@@ -13,8 +13,8 @@ EXPORTED = [
     "Embedder", "ErasurePendingError", "FakeEmbedder", "FilterError", "HistoryEvent",
     "InvalidInputError",
     "MemlaneError", "Memory", "MemoryRecord", "Message", "MiniLMEmbedder", "ModelError",
-    "NotFoundError", "Scope", "SearchConfig", "SearchHit", "SignalDetail", "StoreError",
-    "UsageError", "__version__",
+    "NotFoundError", "ReadOnlyError", "Scope", "SearchConfig", "SearchHit", "SignalDetail",
+    "StoreError", "UsageError", "__version__",
 ]
 
 

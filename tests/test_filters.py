@@ -153,3 +153,53 @@ def test_empty_filter_is_no_filter() -> None:
 def test_parse_errors_say_what_is_wrong(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(FilterError, match=message):
         filters.parse(spec)
+
+
+def _row(kind: str, speaker: str | None, importance: float, meta: dict[str, Any]) -> MemoryRecord:
+    return MemoryRecord(
+        id=new_id(), tenant="default", user_id="u", agent_id=None, session_id=None, kind=kind,
+        text="t", role="user", speaker=speaker, hash="h", source_ids=("m1",), event_time=T0,
+        valid_from=T0, created_at=T0, updated_at=T0, importance=importance, metadata=meta)
+
+
+def test_in_and_nin_take_thousands_of_values_on_every_store(stores: list[Any]) -> None:
+    """One bound parameter per type of value, not one per value: no store has a limit."""
+    rows = [_row("turn", "alice", 0.5, {"k": 7}), _row("fact", None, 0.25, {"k": "7"}),
+            _row("fact", "bob", 1.0, {"k": True}), _row("note", "bo😀b", 0.1, {"k": None}),
+            _row("turn", "carol", 0.75, {"k": 2.5}), _row("turn", "dan", 0.5, {})]
+    many_words = [f"w{i}" for i in range(5_000)]
+    many_numbers: list[Any] = [*range(1000, 4_000), *(i + 0.5 for i in range(3, 2_000))]
+    specs: list[dict[str, Any]] = [
+        {"kind": {"in": [*many_words, "fact"]}},
+        {"kind": {"nin": [*many_words, "turn"]}},
+        {"speaker": {"in": [*many_words, None, "bo😀b"]}},
+        {"speaker": {"nin": [*many_words, None]}},
+        {"importance": {"in": [*many_numbers, 1, 0.25]}},
+        {"importance": {"nin": [*many_numbers, 0.5]}},
+        {"event_time": {"in": [*(f"20{i:02d}-01-01T00:00:00Z" for i in range(99)),
+                               T0.isoformat()]}},
+        {"metadata.k": {"in": [*many_words, *many_numbers, 7, "7"]}},
+        {"metadata.k": {"in": [*many_numbers, 2.5, True, None]}},
+        {"metadata.k": {"nin": [*many_words, *many_numbers, 7.0, False]}},
+        {"metadata.k": {"in": [*many_words, "x\u00e9\"'\\"]}},
+        {"metadata.k": {"in": [*range(30_000), 7]}},  # 90,000 parameters, one each
+        {"metadata.k": {"nin": []}},
+        {"kind": {"in": []}},
+        {"pinned": {"in": [False]}},
+        {"pinned": {"nin": [True, False]}},
+        {"version": {"in": [1.0, 2**62, -(2**63)]}},
+        {"version": {"nin": [*many_numbers, 2**63 - 1]}},
+    ]
+    for store in stores:
+        store.reset()
+        store.write(WriteBatch(scope=SCOPE, inserts=[(r, np.ones(4, np.float32) / 2)
+                                                     for r in rows]))
+    for spec in specs:
+        node = filters.parse(spec)
+        expected = {r.id for r in rows if filters.matches(node, r)}
+        for store in stores:
+            found = {r.id for r in store.find(RecordQuery(SCOPE, filters=node))}
+            assert found == expected, (type(store).__name__, str(spec)[-80:])
+    kinds = RecordQuery(SCOPE, kinds=(*(f"k{i}" for i in range(300_000)), "note"))
+    for store in stores:
+        assert [r.kind for r in store.find(kinds)] == ["note"]

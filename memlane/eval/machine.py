@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import sqlite3
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
@@ -28,8 +29,14 @@ def _memory_gib() -> str:
 
 
 def describe() -> str:
-    import onnxruntime
-
     return (f"{_cpu()}, {os.cpu_count()} cores, {_memory_gib()} RAM, "
             f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
-            f"onnxruntime {onnxruntime.__version__}, SQLite {sqlite3.sqlite_version}")
+            f"onnxruntime {_version('onnxruntime')}, SQLite {sqlite3.sqlite_version}")
+
+
+def _version(package: str) -> str:
+    """From the package metadata: loading onnxruntime would start its telemetry."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "(not installed)"

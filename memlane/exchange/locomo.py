@@ -69,7 +69,7 @@ def load(path: str | Path) -> list[Conversation]:
 
 def parse(data: list[dict[str, Any]]) -> list[Conversation]:
     """Conversations from already-loaded LoCoMo-format samples."""
-    return [_conversation(sample) for sample in data]
+    return [_conversation(i, sample) for i, sample in enumerate(data, 1)]
 
 
 def looks_like(data: Any) -> bool:
@@ -77,8 +77,16 @@ def looks_like(data: Any) -> bool:
             and "sample_id" in data[0] and isinstance(data[0].get("conversation"), dict))
 
 
-def _conversation(sample: dict[str, Any]) -> Conversation:
-    conv = sample["conversation"]
+def _conversation(index: int, sample: Any) -> Conversation:
+    if not isinstance(sample, dict):
+        raise InvalidInputError(f"sample {index} is not a mapping with 'sample_id' and "
+                                "'conversation'")
+    if "sample_id" not in sample:
+        raise InvalidInputError(f"sample {index} has no 'sample_id'")
+    where = f"sample {str(sample['sample_id'])!r}"
+    conv = sample.get("conversation")
+    if not isinstance(conv, dict):
+        raise InvalidInputError(f"{where} has no 'conversation' mapping")
     sessions = []
     for key, turns in conv.items():
         match = _SESSION.fullmatch(key)
@@ -87,13 +95,10 @@ def _conversation(sample: dict[str, Any]) -> Conversation:
         number = int(match.group(1))
         date = conv.get(f"session_{number}_date_time")
         if not isinstance(date, str):
-            raise InvalidInputError(f"{sample['sample_id']} session {number} has no date")
-        messages = [
-            {"role": "user", "name": str(t["speaker"]), "id": str(t["dia_id"]),
-             "content": turn_text(t)}
-            for t in turns if str(t.get("text", "")).strip() or t.get("blip_caption")
-        ]
-        sessions.append(Session(number, parse_date(date), messages))
+            raise InvalidInputError(f"{where} session {number} has no date")
+        messages = [_message(f"{where} session {number} turn {i}", t)
+                    for i, t in enumerate(turns, 1)]
+        sessions.append(Session(number, parse_date(date), [m for m in messages if m]))
     sessions.sort(key=lambda s: s.number)
     return Conversation(
         sample_id=str(sample["sample_id"]),
@@ -101,6 +106,21 @@ def _conversation(sample: dict[str, Any]) -> Conversation:
         sessions=sessions,
         qa=list(sample.get("qa", [])),
     )
+
+
+def _message(where: str, turn: Any) -> dict[str, Any] | None:
+    """One turn as a message (``None`` for a turn with neither text nor image)."""
+    if not isinstance(turn, dict):
+        raise InvalidInputError(f"{where} is not a mapping with 'speaker', 'dia_id' and 'text'")
+    if "dia_id" in turn:
+        where += f" ({turn['dia_id']})"
+    for field in ("speaker", "dia_id"):
+        if turn.get(field) is None:
+            raise InvalidInputError(f"{where} has no {field!r}")
+    if not (str(turn.get("text", "")).strip() or turn.get("blip_caption")):
+        return None
+    return {"role": "user", "name": str(turn["speaker"]), "id": str(turn["dia_id"]),
+            "content": turn_text(turn)}
 
 
 def ingest(memory: Memory, conversations: list[Conversation], *, user_prefix: str = "",

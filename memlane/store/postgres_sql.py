@@ -13,7 +13,7 @@ from typing import Any
 
 from ..filters import Cmp, Node, same_type
 from .base import RecordQuery
-from .sql_common import ORDER_SQL, compile_tree, record_where
+from .sql_common import ORDER_SQL, by_type, compile_tree, record_where
 
 Params = list[Any]
 
@@ -43,14 +43,24 @@ def _column_leaf(node: Cmp, col: str) -> tuple[str, Params]:
         return f"{col} @> jsonb_build_array(%s::text)", [value]
     if op in ("eq", "ne", "in", "nin"):
         values = value if op in ("in", "nin") else (value,)
-        pieces = [(f"{col} IS NULL", []) if v is None
-                  else (f"{col} = %s", [int(v) if isinstance(v, bool) else v]) for v in values]
-        return _either(pieces, op in ("ne", "nin"))
+        return _either(_column_in(col, values), op in ("ne", "nin"))
     if op == "contains":
         return f"strpos({col}, %s) > 0", [value]
     if isinstance(value, str):
         return f'{col} COLLATE "C" {ORDER_SQL[op]} %s', [value]
     return f"{col} {ORDER_SQL[op]} %s", [value]
+
+
+_ARRAYS = {"text": "text[]", "int": "bigint[]", "float": "float8[]"}
+"""Each group of ``by_type`` binds as one array: no parameter limit, whatever the list."""
+
+
+def _column_in(col: str, values: Sequence[Any]) -> list[tuple[str, Params]]:
+    groups = by_type(values)
+    groups["int"] += [int(v) for v in groups["other"] if v is not None]
+    pieces = [(f"{col} = ANY(%s::{_ARRAYS[name]})", [group])
+              for name, group in groups.items() if name in _ARRAYS and group]
+    return pieces + [(f"{col} IS NULL", []) for v in groups["other"] if v is None]
 
 
 def _json_type(value: Any) -> str:
@@ -72,11 +82,26 @@ def _json_eq(meta: str, path: list[str], value: Any) -> tuple[str, Params]:
     return f"({guard} AND ({meta} #>> %s){cast} = %s)", [path, path, value]
 
 
+def _json_in(meta: str, path: list[str], values: Sequence[Any]) -> list[tuple[str, Params]]:
+    """Numbers compare as float8, as in ``_json_eq``."""
+    groups = by_type(values)
+    pieces = [_json_eq(meta, path, v) for v in groups["other"]]
+    if groups["text"]:
+        pieces.append((f"(jsonb_typeof({meta} #> %s) = 'string' AND "
+                       f"({meta} #>> %s) = ANY(%s::text[]))", [path, path, groups["text"]]))
+    numbers = [float(v) for v in groups["int"] + groups["float"]]
+    if numbers:
+        pieces.append((f"(jsonb_typeof({meta} #> %s) = 'number' AND "
+                       f"({meta} #>> %s)::float8 = ANY(%s::float8[]))", [path, path, numbers]))
+    return pieces
+
+
 def _json_leaf(node: Cmp, meta: str) -> tuple[str, Params]:
     op, value, path = node.op, node.value, list(node.path)
     if op in ("eq", "ne", "in", "nin"):
-        values = value if op in ("in", "nin") else (value,)
-        return _either([_json_eq(meta, path, v) for v in values], op in ("ne", "nin"))
+        pieces = (_json_in(meta, path, value) if op in ("in", "nin")
+                  else [_json_eq(meta, path, value)])
+        return _either(pieces, op in ("ne", "nin"))
     if op == "contains":
         return _json_contains(meta, path, value)
     kind = _json_type(value)

@@ -53,6 +53,22 @@ def record_where(query: RecordQuery, alias: str, mark: str, member: Member,
     return " AND ".join(parts), params
 
 
+def by_type(values: Sequence[Any]) -> dict[str, list[Any]]:
+    """The values of an ``in`` list grouped by type ("text", "int", "float", "other":
+    booleans and null, once each), so that each group binds as one array parameter
+    whatever the length of the list."""
+    groups: dict[str, list[Any]] = {"text": [], "int": [], "float": [], "other": []}
+    for value in values:
+        if isinstance(value, bool) or value is None:
+            if value not in groups["other"]:
+                groups["other"].append(value)
+        elif isinstance(value, str):
+            groups["text"].append(value)
+        else:
+            groups["int" if isinstance(value, int) else "float"].append(value)
+    return groups
+
+
 def column(field: str, alias: str) -> str:
     """A record field as SQL; scope columns store '' for "not set", read back as NULL."""
     if field in SCOPE_FIELDS:

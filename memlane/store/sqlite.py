@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConflictError, ErasurePendingError, InvalidInputError, StoreError
+from ..errors import (
+    ConflictError,
+    ErasurePendingError,
+    InvalidInputError,
+    ReadOnlyError,
+    StoreError,
+)
 from ..timeutil import to_text
 from ..types import (
     HistoryEvent,
@@ -57,7 +63,7 @@ from .sqlite_erase import (
     pending_message,
     secure_delete_on,
 )
-from .sqlite_schema import migrate
+from .sqlite_open import connect, is_read_only_error
 from .sqlite_sql import where_clause
 
 _M_COLS = ", ".join(f"m.{c.strip()}" for c in codec.COLS.split(","))
@@ -80,36 +86,35 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                                      verified_erasure=True)
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0,
-                 query_cache_rows: int = 500_000, erase_wait: float = ERASE_WAIT) -> None:
+                 query_cache_rows: int = 500_000, erase_wait: float = ERASE_WAIT,
+                 read_only: bool = False, create: bool = True) -> None:
+        """``read_only`` opens an existing file without writing to it; a file that cannot be
+        written is opened so too. Without ``create`` the file must exist; with it, its
+        directory must."""
         self.path = str(path)
         self.erase_wait = erase_wait
         self._busy_ms = int(timeout * 1000)
         self._on_disk = self.path != ":memory:"
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._init_derived(query_cache_rows)
         self._writes = 0
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None,
-                                       check_same_thread=False, timeout=timeout)
-            self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA secure_delete = ON")  # what a write frees is zeroed
-            migrate(self._db)
-        except sqlite3.DatabaseError as exc:
-            raise InvalidInputError(f"{self.path} is not a memlane SQLite database: {exc}") from exc
-        self._complete_pending()
+        self._db, self.read_only = connect(self.path, timeout=timeout, read_only=read_only,
+                                           create=create)
+        if not self.read_only:
+            self._complete_pending()
 
     # --- plumbing ------------------------------------------------------------------------
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self.read_only:
+                raise self._read_only()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                if is_read_only_error(exc):
+                    raise self._read_only() from exc
                 raise StoreError(f"could not start a write on {self.path}: {exc}") from exc
             try:
                 yield self._db
@@ -119,6 +124,10 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                 raise
             finally:
                 self._writes += 1
+
+    def _read_only(self) -> ReadOnlyError:
+        return ReadOnlyError(f"{self.path} is read-only (opened so, or the file or its "
+                             "directory cannot be written): nothing was written")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -168,6 +177,8 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         except sqlite3.IntegrityError as exc:
             raise InvalidInputError(f"write rejected, nothing stored: {exc}") from exc
         except sqlite3.Error as exc:
+            if is_read_only_error(exc):
+                raise self._read_only() from exc
             raise StoreError(f"write failed on {self.path}, nothing stored: {exc}") from exc
 
     @staticmethod

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from ..errors import InvalidInputError, ReadOnlyError
+
 
 def _run(db: sqlite3.Connection, script: str) -> None:
     """Run a script statement by statement (``executescript`` would commit midway)."""
@@ -96,11 +98,14 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 """Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
 
 
-def migrate(db: sqlite3.Connection) -> int:
+def migrate(db: sqlite3.Connection, where: str = "the database") -> int:
     """Bring the schema up to date; safe when several processes open a new file at once."""
     db.execute("BEGIN IMMEDIATE")
     try:
         current = db.execute("PRAGMA user_version").fetchone()[0]
+        if current == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise InvalidInputError(f"{where} is the SQLite database of another application (it "
+                                    "has tables but no memlane schema); it was left untouched")
         for number in range(current + 1, len(MIGRATIONS) + 1):
             MIGRATIONS[number - 1](db)
             db.execute(f"PRAGMA user_version = {number}")
@@ -111,3 +116,17 @@ def migrate(db: sqlite3.Connection) -> int:
         db.execute("ROLLBACK")
         raise
     return len(MIGRATIONS)
+
+
+def check_current(db: sqlite3.Connection, path: str) -> None:
+    """For a file opened read-only, which cannot be migrated: its schema must be current."""
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    if current == len(MIGRATIONS):
+        return
+    if current == 0:
+        raise InvalidInputError(f"{path} holds no memlane store")
+    if current < len(MIGRATIONS):
+        raise ReadOnlyError(f"{path} was written by an older memlane: its schema needs an "
+                            "upgrade, which needs write access; open it once writable")
+    raise InvalidInputError(f"{path} was written by a newer memlane (schema {current}); "
+                            "upgrade memlane")

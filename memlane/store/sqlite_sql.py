@@ -4,12 +4,13 @@ compares the two on random filters and records)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from ..filters import Cmp, Node, same_type
 from .base import RecordQuery
-from .sql_common import ORDER_SQL, compile_tree, record_where
+from .sql_common import ORDER_SQL, by_type, compile_tree, record_where
 
 Params = list[Any]
 
@@ -20,6 +21,8 @@ def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
 
 
 def _member(expr: str, values: Sequence[str]) -> tuple[str, Params]:
+    if len(values) > 64:  # SQLite binds 32,766 parameters per query (by default)
+        return _in_list(expr, list(values))
     return f"{expr} IN ({_marks(len(values))})", list(values)
 
 
@@ -37,17 +40,32 @@ def _column_leaf(node: Cmp, col: str) -> tuple[str, Params]:
         return (f"EXISTS (SELECT 1 FROM json_each({col}) WHERE type = 'text' AND value = ?)",
                 [value])
     if op in ("eq", "ne", "in", "nin"):
-        values = value if op in ("in", "nin") else (value,)
-        if not values:
-            sql, params = "0", []
-        else:
-            pieces = [_column_eq(col, v) for v in values]
-            sql = "(" + " OR ".join(s for s, _ in pieces) + ")"
-            params = [p for _, ps in pieces for p in ps]
+        pieces = _column_in(col, value) if op in ("in", "nin") else [_column_eq(col, value)]
+        sql, params = _either(pieces)
         return (sql if op in ("eq", "in") else f"NOT COALESCE({sql}, 0)"), params
     if op == "contains":
         return f"instr({col}, ?) > 0", [value]
     return f"{col} {ORDER_SQL[op]} ?", [value]
+
+
+def _either(pieces: list[tuple[str, Params]]) -> tuple[str, Params]:
+    if not pieces:
+        return "0", []
+    return "(" + " OR ".join(s for s, _ in pieces) + ")", [p for _, ps in pieces for p in ps]
+
+
+def _in_list(expr: str, values: list[Any]) -> tuple[str, Params]:
+    """``expr`` is one of ``values``: one JSON parameter, however many values."""
+    return (f"{expr} IN (SELECT value FROM json_each(?))",
+            [json.dumps(values, ensure_ascii=False)])
+
+
+def _column_in(col: str, values: Sequence[Any]) -> list[tuple[str, Params]]:
+    groups = by_type(values)
+    scalars = groups["text"] + groups["int"] + groups["float"]
+    scalars += [int(v) for v in groups["other"] if v is not None]
+    pieces = [_in_list(col, scalars)] if scalars else []
+    return pieces + [_column_eq(col, None) for v in groups["other"] if v is None]
 
 
 def _column_eq(col: str, value: Any) -> tuple[str, Params]:
@@ -78,13 +96,24 @@ def _json_eq(meta: str, path: str, value: Any) -> tuple[str, Params]:
     return f"({guard} AND json_extract({meta}, ?) = ?)", [path, *gparams, path, value]
 
 
+def _json_in(meta: str, path: str, values: Sequence[Any]) -> list[tuple[str, Params]]:
+    groups = by_type(values)
+    pieces = [_json_eq(meta, path, v) for v in groups["other"]]
+    for types, group in (("'text'", groups["text"]),
+                         ("'integer', 'real'", groups["int"] + groups["float"])):
+        if group:
+            sql, params = _in_list(f"json_extract({meta}, ?)", group)
+            pieces.append((f"(json_type({meta}, ?) IN ({types}) AND {sql})",
+                           [path, path, *params]))
+    return pieces
+
+
 def _json_leaf(node: Cmp, meta: str) -> tuple[str, Params]:
     op, value, path = node.op, node.value, _json_path(node.path)
     if op in ("eq", "ne", "in", "nin"):
-        values = value if op in ("in", "nin") else (value,)
-        pieces = [_json_eq(meta, path, v) for v in values]
-        sql = "(" + " OR ".join(s for s, _ in pieces) + ")" if pieces else "0"
-        params = [p for _, ps in pieces for p in ps]
+        pieces = (_json_in(meta, path, value) if op in ("in", "nin")
+                  else [_json_eq(meta, path, value)])
+        sql, params = _either(pieces)
         return (sql if op in ("eq", "in") else f"NOT COALESCE({sql}, 0)"), params
     if op == "contains":
         return _json_contains(meta, path, value)

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InvalidInputError
 from ..ids import new_id
 from ..timeutil import TimeLike, parse_time, to_text
-from ..types import MemoryRecord, Message, Scope, content_hash
+from ..types import MemoryRecord, Message, Scope, check_unicode, content_hash
 
 MAX_TEXT_CHARS = 32_000
 MAX_MESSAGES = 10_000
@@ -46,7 +46,7 @@ def check_text(text: Any, what: str = "text") -> str:
         raise InvalidInputError(
             f"{what} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}: split it"
         )
-    return text
+    return check_unicode(text, what)
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:
@@ -58,7 +58,9 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
         encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"metadata must be plain JSON: {exc}") from exc
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
+    except RecursionError:
+        raise InvalidInputError("metadata is nested too deeply") from None
+    if len(check_unicode(encoded, "metadata (as JSON)").encode()) > MAX_METADATA_BYTES:
         raise InvalidInputError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     return dict(json.loads(encoded))
 
@@ -92,6 +94,7 @@ def _one(index: int, item: Any) -> Incoming:
     role = item.get("role", "user")
     if not isinstance(role, str) or not role.strip() or len(role) > 32:
         raise InvalidInputError(f"{where}: role must be a short non-empty string")
+    check_unicode(role, f"{where} role")
     return Incoming(
         role=role,
         content=check_text(item.get("content"), f"{where} content"),
@@ -109,7 +112,7 @@ def _optional_str(value: Any, what: str) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_CHARS:
         raise InvalidInputError(f"{what} must be a non-empty string of at most "
                                 f"{MAX_ID_CHARS} characters")
-    return value
+    return check_unicode(value, what)
 
 
 def add_key(scope: Scope, incoming: Sequence[Incoming], timestamp: datetime | None) -> str:
