@@ -27,7 +27,15 @@ from ..serialize import (
     record_to_dict,
 )
 from ..store.base import RecordQuery, Store, WriteBatch
-from ..types import STATUSES, HistoryEvent, MemoryRecord, Message, Scope, content_hash
+from ..types import (
+    STATUSES,
+    HistoryEvent,
+    MemoryRecord,
+    Message,
+    Scope,
+    check_unicode,
+    content_hash,
+)
 
 if TYPE_CHECKING:
     from ..memory import Memory
@@ -81,8 +89,9 @@ def read_export(lines: Iterable[str]) -> dict[ScopeKey, Group]:
             continue
         try:
             row = json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise InvalidInputError(f"line {number} is not JSON: {exc}") from exc
+        check_unicode(json.dumps(row, ensure_ascii=False), f"line {number}")  # no \ud800
         kind = row.pop("type", None) if isinstance(row, dict) else None
         if not saw_header:
             if kind != "header" or row.get("format") != FORMAT:
