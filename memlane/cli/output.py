@@ -50,7 +50,7 @@ def _short(text: str, width: int = TEXT_WIDTH) -> str:
 
 def _row(value: Any) -> dict[str, str]:
     if isinstance(value, SearchHit):
-        return {"score": f"{value.score:.3f}", **_row(value.memory)}
+        return {"score": f"{value.score:.3f}", **_row(value.memory), "id": value.id}
     if isinstance(value, MemoryRecord):
         return {"id": value.id, "when": value.event_time.strftime("%Y-%m-%d %H:%M"),
                 "who": value.speaker or value.role or "", "text": _short(value.text),
