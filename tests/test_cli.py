@@ -75,6 +75,7 @@ def test_context_command(db: Path) -> None:
     run(db, "add", "Priya is allergic to peanuts.", "--user", "priya")
     ctx = out(run(db, "context", "dinner", "--user", "priya", "--budget", "200"))
     assert ctx["complete"] and "peanuts" in ctx["text"] and ctx["tokens"] <= 200
+    assert ctx["cited"] == {"1": ctx["memory_ids"][0]} and ctx["citations"] == {"1": ctx["sources"]}
 
 
 def test_exit_codes_scripts_can_trust(db: Path) -> None:

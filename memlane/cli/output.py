@@ -33,7 +33,8 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Context):
         return {"text": value.text, "tokens": value.tokens, "budget_tokens": value.budget_tokens,
                 "complete": value.complete, "sources": value.sources,
-                "memory_ids": [m.id for m in value.memories]}
+                "memory_ids": [m.id for m in value.memories], "citations": value.citations,
+                "cited": {ref: m.id for ref, m in value.cited.items()}}
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return value

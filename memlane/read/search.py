@@ -232,23 +232,18 @@ def _turns_query(query: RecordQuery, talk: Conversation,
     return RecordQuery(scope, filters=cites, kinds=("turn",), statuses=SHOWN_STATUSES)
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """A hit and the records its ``memory_ids`` name, in order."""
-
-    hit: SearchHit
-    shown: tuple[MemoryRecord, ...]
-
-
 def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
         text: str, limit: int, *, explain: bool = False) -> list[SearchHit]:
-    """Rank with each retriever (to ``max(depth, limit)``), fuse, thin, cut to ``limit``."""
-    return [f.hit for f in find(store, embedder, config, query, text, limit, explain=explain)]
+    """Rank, then name the memories behind each hit (``shown``)."""
+    hits = rank(store, embedder, config, query, text, limit, explain=explain)
+    behind = shown(store, query, [h.memory for h in hits])
+    return [replace(h, memory_ids=tuple(r.id for r in behind[h.memory.id])) for h in hits]
 
 
-def find(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
-         text: str, limit: int, *, explain: bool = False) -> list[Found]:
-    """``run``, keeping the records behind each hit (what context packing shows)."""
+def rank(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
+         text: str, limit: int, *, explain: bool = False) -> list[SearchHit]:
+    """Rank with each retriever (to ``max(depth, limit)``), fuse, thin, cut to ``limit``;
+    the hits do not yet name the memories behind them."""
     if query.kinds is None and not query.exclude_kinds:
         query = replace(query, kinds=config.kinds, exclude_kinds=config.exclude_kinds)
     config = replace(config, depth=max(config.depth, limit))
@@ -265,16 +260,12 @@ def find(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQu
     fused = reciprocal_rank_fusion(rankings, k=config.rrf_k, weights=config.weights)
     sources = {i: [(r.user_id, r.agent_id, r.session_id, s) for s in r.source_ids]
                for i, r in by_id.items()}  # message ids are unique within a conversation
-    kept = thin(fused, sources, config.redundancy, query_matches(config, text, by_id),
-                limit=limit)
-    behind = shown(store, query, [by_id[item.id] for item in kept])
-    out = []
-    for item in kept:
+    hits = []
+    for item in thin(fused, sources, config.redundancy, query_matches(config, text, by_id),
+                     limit=limit):
         details = None
         if explain:
             details = {name: SignalDetail(rank, raw[name][item.id], contribution)
                        for name, (rank, contribution) in item.signals.items()}
-        records = behind[item.id]
-        hit = SearchHit(by_id[item.id], item.score, details, tuple(r.id for r in records))
-        out.append(Found(hit, records))
-    return out
+        hits.append(SearchHit(by_id[item.id], item.score, details))
+    return hits
