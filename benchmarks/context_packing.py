@@ -72,6 +72,10 @@ def markdown(report: dict[str, Any]) -> str:
             cells = " | ".join(f"{by_group[g][metric]:.3f}" if metric != "tokens"
                                else f"{by_group[g][metric]:.0f}" for g in groups)
             lines.append(f"| {budget} | {metric} | {cells} |")
+    lines += ["", "Recall is the share of a question's gold evidence turns that the packed "
+              "context cites; all is the share of questions with every evidence turn in the "
+              "context. The ranked path is taken for every question (no conversation fits "
+              "the budgets whole)."]
     return "\n".join(lines)
 
 
