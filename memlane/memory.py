@@ -59,11 +59,11 @@ from .write.ingest import MessagesInput
 
 WHOLE_HISTORY_LIMIT = 5_000
 CONTEXT_CANDIDATES = 100
-MIN_LINE_TOKENS = 10
+MIN_LINE_TOKENS = 4
 JOB_LEASE = timedelta(minutes=10)
 """A running job untouched this long is taken to have lost its worker and runs again."""
-"""No context line costs fewer tokens (its date alone takes more), so a scope with more
-memories than ``budget / MIN_LINE_TOKENS`` cannot fit whole and is not tokenized whole."""
+"""No context line costs fewer tokens (``[1] x``), so a scope with more memories than
+``budget / MIN_LINE_TOKENS`` cannot fit whole and is not tokenized whole."""
 MAX_LIMIT = 1_000
 ADD_PATIENCE = 30.0
 """Seconds an add is built again and again while other writers keep changing its
@@ -542,12 +542,13 @@ class Memory:
         history = replace(rq, exclude_kinds=windows.DERIVED_KINDS)
         total = self.store.count(history)
         if total <= WHOLE_HISTORY_LIMIT and total * MIN_LINE_TOKENS <= budget_tokens:
-            whole = packing.pack(self.store.find(history), budget_tokens, complete=True)
-            if whole.complete:
+            whole = packing.pack_whole(self.store.find(history), budget_tokens)
+            if whole is not None:
                 return whole
-        hits = pipeline.run(self.store, self.embedder, self.search_config, rq, text,
-                            CONTEXT_CANDIDATES)
-        return packing.pack([h.memory for h in hits], budget_tokens, complete=False)
+        hits = pipeline.rank(self.store, self.embedder, self.search_config, rq, text,
+                             CONTEXT_CANDIDATES)
+        return packing.pack([h.memory for h in hits], budget_tokens,
+                            lambda part: pipeline.shown(self.store, rq, part))
 
     # --- export and import ---------------------------------------------------------------
 

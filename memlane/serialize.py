@@ -84,7 +84,8 @@ def job_to_dict(job: Job) -> dict[str, Any]:
 
 
 def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
-    out: dict[str, Any] = {"score": round(hit.score, 6), "memory": record_to_dict(hit.memory)}
+    out: dict[str, Any] = {"id": hit.id, "memory_ids": list(hit.memory_ids),
+                           "score": round(hit.score, 6), "memory": record_to_dict(hit.memory)}
     if hit.explain is not None:
         out["explain"] = {
             name: {"rank": d.rank, "raw_score": d.raw_score, "contribution": d.contribution}

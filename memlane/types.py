@@ -212,15 +212,23 @@ class SignalDetail:
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """A memory found by a search, with a score in [0, 1] (higher is better)."""
+    """A memory found by a search, with a score in [0, 1] (higher is better).
+
+    ``memory`` is the unit that was ranked, with its text and ``source_ids``. A window (a
+    turn shown with the turns before it) is derived and cannot be edited, so a hit also
+    names the memories behind it that a caller can act on: ``memory_ids`` are the turns a
+    window shows, oldest first (any other kind names itself), and ``id`` is the memory the
+    hit is about: for a window, the turn it was built for (its newest turn).
+    """
 
     memory: MemoryRecord
     score: float
     explain: dict[str, SignalDetail] | None = None
+    memory_ids: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
-        return self.memory.id
+        return self.memory_ids[-1] if self.memory_ids else self.memory.id
 
     @property
     def text(self) -> str:

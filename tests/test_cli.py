@@ -54,6 +54,7 @@ def test_add_search_list_show_history_update_delete(db: Path) -> None:
     hits = out(run(db, "search", "Lisbon", "--user", "alice", "--explain"))
     assert hits[0]["memory"]["kind"] == "window" and "keyword" in hits[0]["explain"]
     assert hits[0]["memory"]["source_ids"] == added[0]["source_ids"]
+    assert hits[0]["id"] == memory_id and hits[0]["memory_ids"] == [memory_id]
     turns = out(run(db, "search", "Lisbon", "--user", "alice", "--kind", "turn"))
     assert turns[0]["memory"]["id"] == memory_id
     assert out(run(db, "list", "--user", "alice", "--filter", '{"metadata.topic": "home"}'))
@@ -68,9 +69,10 @@ def test_add_search_list_show_history_update_delete(db: Path) -> None:
 
 
 def test_table_output_is_for_people(db: Path) -> None:
-    run(db, "add", "tables are readable", "--user", "alice")
+    turn = out(run(db, "add", "tables are readable", "--user", "alice"))[0]
     text = run(db, "--table", "search", "tables", "--user", "alice").stdout
     assert text.splitlines()[0].split()[:2] == ["score", "id"]
+    assert text.splitlines()[2].split()[1] == turn["id"]  # the turn, not its window
     assert "tables are readable" in text
 
 
@@ -84,6 +86,7 @@ def test_context_command(db: Path) -> None:
     run(db, "add", "Priya is allergic to peanuts.", "--user", "priya")
     ctx = out(run(db, "context", "dinner", "--user", "priya", "--budget", "200"))
     assert ctx["complete"] and "peanuts" in ctx["text"] and ctx["tokens"] <= 200
+    assert ctx["cited"] == {"1": ctx["memory_ids"][0]} and ctx["citations"] == {"1": ctx["sources"]}
 
 
 def test_exit_codes_scripts_can_trust(db: Path) -> None:

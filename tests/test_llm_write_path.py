@@ -104,6 +104,7 @@ def test_a_move_supersedes_the_old_city(mem: Memory) -> None:
     hits = mem.search("where does Alice live", user_id="alice", kinds=["fact"],
                       as_of="2026-02-01T00:00:00Z")
     assert [h.text for h in hits] == ["Alice lives in Paris."]
+    assert hits[0].memory_ids == (hits[0].id,) == (hits[0].memory.id,)  # a fact names itself
     paris = mem.get_all(user_id="alice", kinds=["fact"], statuses=["superseded"])[0]
     assert paris.valid_to is not None and paris.superseded_by is not None
     events = mem.history(paris.id)

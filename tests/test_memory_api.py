@@ -177,7 +177,7 @@ def test_context_returns_whole_history_when_it_fits(mem: Memory) -> None:
     assert ctx.complete and len(ctx.memories) == 3
     assert ctx.text.startswith("<memories>") and ctx.text.endswith("</memories>")
     assert ctx.text.index("Lisbon") < ctx.text.index("cat")
-    assert "[2026-03-14 10:00]" in ctx.text
+    assert "\n2026-03-14 10:00\n[1] alice: I moved to Lisbon" in ctx.text
     assert ctx.tokens <= 500 and set(ctx.sources) == {s for m in ctx.memories
                                                        for s in m.source_ids}
 

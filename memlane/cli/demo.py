@@ -7,8 +7,10 @@ from importlib import resources
 from typing import Any, TextIO
 
 from ..memory import Memory
+from ..read.context import Context
 
 SAMPLE = "sample_conversation.json"
+CONTEXT_BUDGET = 300
 
 
 def load_sample() -> dict[str, Any]:
@@ -17,14 +19,23 @@ def load_sample() -> dict[str, Any]:
     return data
 
 
-def run(memory: Memory, out: TextIO) -> None:
+def ingest(memory: Memory) -> dict[str, Any]:
+    """Add the sample's sessions (a second run stores nothing twice); return the sample."""
     sample = load_sample()
-    user = sample["user_id"]
-    stored = 0
     for session in sample["sessions"]:
-        stored += len(memory.add(session["messages"], user_id=user,
-                                 session_id=session["session_id"],
-                                 timestamp=session["timestamp"]))
+        memory.add(session["messages"], user_id=sample["user_id"],
+                   session_id=session["session_id"], timestamp=session["timestamp"])
+    return sample
+
+
+def context(memory: Memory, sample: dict[str, Any]) -> Context:
+    return memory.context(sample["context_query"], user_id=sample["user_id"],
+                          budget_tokens=CONTEXT_BUDGET)
+
+
+def run(memory: Memory, out: TextIO) -> None:
+    sample = ingest(memory)
+    user = sample["user_id"]
     total = len(memory.get_all(user_id=user, limit=1000))
     out.write(f"Ingested {len(sample['sessions'])} sessions for user '{user}': "
               f"{total} memories in the store (adding again stores nothing twice).\n")
@@ -36,7 +47,7 @@ def run(memory: Memory, out: TextIO) -> None:
             out.write(f"  {hit.score:.3f}  [{when}] {lines[0]}\n")
             out.write("".join(f"                      {line}\n" for line in lines[1:]))
             out.write(f"         sources: {', '.join(hit.memory.source_ids)}\n")
-    ctx = memory.context(sample["context_query"], user_id=user, budget_tokens=300)
+    ctx = context(memory, sample)
     out.write(f"\ncontext for: {sample['context_query']} "
               f"({ctx.tokens} of {ctx.budget_tokens} tokens, "
               f"{'whole history' if ctx.complete else 'best matches'}, "

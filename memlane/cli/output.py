@@ -35,7 +35,8 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Context):
         return {"text": value.text, "tokens": value.tokens, "budget_tokens": value.budget_tokens,
                 "complete": value.complete, "sources": value.sources,
-                "memory_ids": [m.id for m in value.memories]}
+                "memory_ids": [m.id for m in value.memories], "citations": value.citations,
+                "cited": {ref: m.id for ref, m in value.cited.items()}}
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return value
@@ -52,7 +53,7 @@ def _short(text: str, width: int = TEXT_WIDTH) -> str:
 
 def _row(value: Any) -> dict[str, str]:
     if isinstance(value, SearchHit):
-        return {"score": f"{value.score:.3f}", **_row(value.memory)}
+        return {"score": f"{value.score:.3f}", **_row(value.memory), "id": value.id}
     if isinstance(value, MemoryRecord):
         return {"id": value.id, "kind": value.kind, "status": value.status,
                 "when": value.event_time.strftime("%Y-%m-%d %H:%M"),

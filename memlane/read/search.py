@@ -5,14 +5,16 @@ analyzer, how rankings are fused and how overlapping results are thinned; ``RECI
 named configurations. ``hybrid`` is the default: windows (a turn with the two before it)
 and facts ranked by dense vectors and stemmed BM25 (and, where the LLM write path built an
 entity graph, by graph expansion), fused by reciprocal rank with k = 10, then a result
-whose sources are at least half covered by better results is dropped. ``bm25`` and
-``dense`` are the single-signal baselines over single turns. Every retriever runs on the
-same ``RecordQuery``, so each is restricted to the caller's scope before it ranks anything.
+whose sources are at least half covered by better results is dropped, unless its text holds
+a query term that no better result kept holds. ``bm25`` and ``dense`` are the single-signal
+baselines over single turns. Every retriever runs on the same ``RecordQuery``, so each is
+restricted to the caller's scope before it ranks anything. A hit names the memories behind
+what was ranked (a window's turns), which a caller can update, delete or cite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -20,8 +22,9 @@ from ..embed.base import Embedder
 from ..errors import InvalidInputError
 from ..filters import And, parse
 from ..store.base import RecordQuery, Store
-from ..text import ANALYZERS, Analyzer
-from ..types import MemoryRecord, Scored, SearchHit, SignalDetail
+from ..text import ANALYZERS, Analyzer, analyze
+from ..types import MemoryRecord, Scope, Scored, SearchHit, SignalDetail, Status
+from ..write.windows import WINDOW_KIND
 from .fusion import Fused, reciprocal_rank_fusion
 
 
@@ -39,7 +42,7 @@ class SearchConfig:
     weights: Mapping[str, float] = field(default_factory=dict)
     redundancy: float | None = 0.5
     """Drop a result when at least this share of its sources is already covered by better
-    results (None keeps everything)."""
+    results and it holds no query term they lack (None keeps everything)."""
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.retrievers if r not in RETRIEVERS]
@@ -152,25 +155,95 @@ def _run_all(config: SearchConfig, store: Store, embedder: Embedder, query: Reco
     return [f.result() for f in futures]
 
 
-def thin(fused: Sequence[Fused], sources: Mapping[str, Sequence[str]],
-         redundancy: float | None) -> list[Fused]:
-    """Drop results whose sources are mostly covered by better results already kept."""
+def thin(fused: Sequence[Fused], sources: Mapping[str, Sequence[Hashable]],
+         redundancy: float | None, matches: Callable[[str], Collection[str]] | None = None,
+         *, limit: int | None = None) -> list[Fused]:
+    """Drop results whose sources are mostly covered by better results already kept,
+    unless a result matches something no kept result matches (``matches(id)``: the query
+    terms its text holds); stop once ``limit`` results are kept."""
     if redundancy is None:
-        return list(fused)
-    covered: set[str] = set()
-    kept = []
+        return list(fused[:limit])
+    covered: set[Hashable] = set()
+    matched: set[str] = set()
+    kept: list[Fused] = []
     for item in fused:
+        if limit is not None and len(kept) >= limit:
+            break
         own = set(sources[item.id])
-        if own and len(own & covered) >= redundancy * len(own):
+        terms = set(matches(item.id)) if matches is not None else set()
+        if own and len(own & covered) >= redundancy * len(own) and terms <= matched:
             continue
         kept.append(item)
         covered |= own
+        matched |= terms
     return kept
+
+
+def query_matches(config: SearchConfig, text: str,
+                  records: Mapping[str, MemoryRecord]) -> Callable[[str], Collection[str]]:
+    """The query's terms (by the recipe's analyzer) that a record's indexed text holds."""
+    wanted = frozenset(analyze(text, config.analyzer))
+
+    def matches(memory_id: str) -> frozenset[str]:
+        if not wanted:
+            return wanted
+        return wanted.intersection(analyze(records[memory_id].index_text, config.analyzer))
+
+    return matches
+
+
+SHOWN_STATUSES: tuple[Status, ...] = ("active", "superseded", "archived")
+Conversation = tuple[str | None, str | None, str | None]
+"""The user, agent and session of a conversation, exactly (a window never spans two)."""
+
+
+def conversation(record: MemoryRecord) -> Conversation:
+    return (record.user_id, record.agent_id, record.session_id)
+
+
+def shown(store: Store, query: RecordQuery,
+          records: Sequence[MemoryRecord]) -> dict[str, tuple[MemoryRecord, ...]]:
+    """The memories behind each record that a caller can act on: a window's turns, oldest
+    first; any other record is itself. One read per conversation the windows come from."""
+    out: dict[str, tuple[MemoryRecord, ...]] = {}
+    windows: dict[Conversation, list[MemoryRecord]] = {}
+    for record in records:
+        if record.kind == WINDOW_KIND:
+            windows.setdefault(conversation(record), []).append(record)
+        else:
+            out[record.id] = (record,)
+    for talk, group in windows.items():
+        turns = {t.source_ids[0]: t for t in store.find(_turns_query(query, talk, group))
+                 if conversation(t) == talk and t.source_ids}
+        out.update((w.id, tuple(turns[s] for s in w.source_ids if s in turns)) for w in group)
+    return out
+
+
+def _turns_query(query: RecordQuery, talk: Conversation,
+                 windows: Sequence[MemoryRecord]) -> RecordQuery:
+    """The turns that ``windows`` (of one conversation) show. The filter pins the exact
+    conversation, which lies inside the caller's scope since the windows do; a session's
+    turns are read through the session alone, which the stores index."""
+    user, agent, session = talk
+    sources = sorted({s for w in windows for s in w.source_ids})
+    cites = parse({"user_id": user, "agent_id": agent, "session_id": session,
+                   "or": [{"source_ids": {"contains": s}} for s in sources]})
+    scope = query.scope if session is None else Scope(query.scope.tenant, session_id=session)
+    return RecordQuery(scope, filters=cites, kinds=("turn",), statuses=SHOWN_STATUSES)
 
 
 def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
         text: str, limit: int, *, explain: bool = False) -> list[SearchHit]:
-    """Rank with each retriever (to ``max(depth, limit)``), fuse, thin, cut to ``limit``."""
+    """Rank, then name the memories behind each hit (``shown``)."""
+    hits = rank(store, embedder, config, query, text, limit, explain=explain)
+    behind = shown(store, query, [h.memory for h in hits])
+    return [replace(h, memory_ids=tuple(r.id for r in behind[h.memory.id])) for h in hits]
+
+
+def rank(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
+         text: str, limit: int, *, explain: bool = False) -> list[SearchHit]:
+    """Rank with each retriever (to ``max(depth, limit)``), fuse, thin, cut to ``limit``;
+    the hits do not yet name the memories behind them."""
     if query.kinds is None and not query.exclude_kinds:
         query = replace(query, kinds=config.kinds, exclude_kinds=config.exclude_kinds)
     config = replace(config, depth=max(config.depth, limit))
@@ -185,9 +258,11 @@ def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQue
         raw[name] = {s.record.id: s.score for s in found}
         by_id.update((s.record.id, s.record) for s in found)
     fused = reciprocal_rank_fusion(rankings, k=config.rrf_k, weights=config.weights)
-    sources = {i: r.source_ids for i, r in by_id.items()}
+    sources = {i: [(r.user_id, r.agent_id, r.session_id, s) for s in r.source_ids]
+               for i, r in by_id.items()}  # message ids are unique within a conversation
     hits = []
-    for item in thin(fused, sources, config.redundancy)[:limit]:
+    for item in thin(fused, sources, config.redundancy, query_matches(config, text, by_id),
+                     limit=limit):
         details = None
         if explain:
             details = {name: SignalDetail(rank, raw[name][item.id], contribution)
