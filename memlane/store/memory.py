@@ -11,7 +11,6 @@ from datetime import datetime
 import numpy as np
 
 from ..errors import ConflictError, InvalidInputError
-from ..read.bm25 import bm25_scores
 from ..text import Analyzer
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
@@ -30,6 +29,7 @@ from .base import (
     keyword_score,
     scope_counts,
 )
+from .bm25 import bm25_scores
 
 
 class InMemoryStore:
