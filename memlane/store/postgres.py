@@ -611,11 +611,6 @@ class PostgresStore(SQLCounts, DerivedSearch):
 
     # --- jobs ----------------------------------------------------------------------------
 
-    def get_job(self, tenant: str, job_id: str) -> Job | None:
-        rows = self._rows(f"SELECT {_JOB_SELECT} FROM jobs WHERE tenant = %s AND id = %s",
-                          (tenant, job_id))
-        return codec.job(rows[0]) if rows else None
-
     def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
                   limit: int = 100) -> list[Job]:
         rows = self._rows(

@@ -322,11 +322,6 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                 (to_text(now), tenant, job_id, to_text(stale_before))).fetchone()
         return codec.job(row) if row else None
 
-    def get_job(self, tenant: str, job_id: str) -> Job | None:
-        rows = self._rows(f"SELECT {codec.JOB_COLS} FROM jobs WHERE tenant = ? AND id = ?",
-                          (tenant, job_id))
-        return codec.job(rows[0]) if rows else None
-
     def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
                   limit: int = 100) -> list[Job]:
         where, params = "tenant = ?", [tenant]
