@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -453,3 +455,41 @@ def test_iter_history_yields_a_tenants_events_in_order(store: Store) -> None:
     assert list(store.iter_history("default")) == [*first, *later]
     assert [e.memory_id for e in store.iter_history("other")] == [c.id]
     assert list(store.iter_history("nobody")) == []
+
+
+STORE_PACKAGE = Path(__file__).resolve().parent.parent / "memlane" / "store"
+BELOW_THE_STORE = {"errors", "filters", "text", "timeutil", "types", "ids"}
+
+
+def _store_imports() -> dict[str, set[str]]:
+    """Each module of the store package and the modules it imports relatively: a store
+    module's own name, or ``..name`` for a module of the library outside the package."""
+    graph: dict[str, set[str]] = {}
+    for path in STORE_PACKAGE.glob("*.py"):
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.update([node.module.split(".")[0]] if node.module
+                             else [a.name for a in node.names])
+            elif isinstance(node, ast.ImportFrom) and node.level == 2:
+                found.add(".." + (node.module or "").split(".")[0])
+        graph[path.stem] = found
+    return graph
+
+
+def test_the_store_imports_only_what_lies_below_it_and_no_cycle() -> None:
+    graph = _store_imports()
+    outside = {m for deps in graph.values() for m in deps if m.startswith("..")}
+    assert outside and outside <= {".." + name for name in BELOW_THE_STORE}  # no read stage
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module in done or module not in graph:
+            return
+        for dep in graph[module]:
+            visit(dep, (*path, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())
