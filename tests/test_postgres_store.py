@@ -80,9 +80,9 @@ def test_postgres_keyword_search_of_a_large_scope_runs_in_the_database(
         for i, t in enumerate(texts)]))
     store.write(WriteBatch(scope=small, inserts=[(record("cats", small), _vector(rng))]))
     got = store.keyword_search(RecordQuery(big), "booking cats", 10, "stem")
-    assert len(got) == 10 and not store._keyword  # the process indexed nothing
+    assert len(got) == 10 and store._index.keyword_indexes == 0  # nothing indexed in process
     assert len(store.keyword_search(RecordQuery(small), "cats", 10, "stem")) == 1
-    assert len(store._keyword) == 1  # a small scope is indexed in process
+    assert store._index.keyword_indexes == 1  # a small scope is indexed in process
     in_process = store.keyword_search_in_process(RecordQuery(big), "booking cats", 10, "stem")
     assert [h.record.id for h in got] == [h.record.id for h in in_process]
     np.testing.assert_allclose([h.score for h in got], [h.score for h in in_process], rtol=1e-5)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -365,3 +367,129 @@ def test_a_deleted_turn_hides_its_raw_message(store: Store) -> None:
     assert store.messages(ALICE, include_deleted=True) == [kept, hidden, same_id]
     assert store.erase(ALICE).messages == 3
     assert store.messages(ALICE, include_deleted=True) == []
+
+
+def job(scope: Scope, *, status: str = "pending", created: datetime = T0,
+        updated: datetime = T0) -> Job:
+    return Job(id=new_id(), tenant=scope.tenant, user_id=scope.user_id,
+               agent_id=scope.agent_id, session_id=scope.session_id, add_key=new_id(),
+               memory_ids=(), status=status, attempts=0, created_at=created,
+               updated_at=updated)
+
+
+def test_claim_job_takes_a_pending_job_once_and_a_stale_running_one_again(
+        store: Store) -> None:
+    pending = job(ALICE)
+    stale = job(ALICE, status="running", updated=T0)
+    fresh = job(ALICE, status="running", updated=T0 + timedelta(minutes=9))
+    done = job(ALICE, status="done")
+    store.write(WriteBatch(scope=ALICE, jobs=[pending, stale, fresh, done]))
+    now, lease_start = T0 + timedelta(minutes=10), T0 + timedelta(minutes=5)
+    claimed = store.claim_job("default", pending.id, now, lease_start)
+    assert claimed == replace(pending, status="running", updated_at=now)
+    assert store.claim_job("default", pending.id, now, lease_start) is None  # taken
+    # a running job untouched since before the lease started: its worker died
+    assert store.claim_job("default", stale.id, now, lease_start) == replace(
+        stale, updated_at=now)
+    assert store.claim_job("default", fresh.id, now, lease_start) is None
+    assert store.claim_job("default", done.id, now, lease_start) is None
+    assert store.claim_job("other", job(ALICE).id, now, lease_start) is None
+    assert store.claim_job("other", fresh.id, now, now) is None  # another tenant's job
+    running = store.find_jobs("default", statuses=["running"])
+    assert {j.id: j.updated_at for j in running} == {pending.id: now, stale.id: now,
+                                                     fresh.id: fresh.updated_at}
+
+
+def test_find_jobs_lists_a_tenants_jobs_oldest_first(store: Store) -> None:
+    jobs = [job(ALICE, status=status, created=T0 + timedelta(minutes=minute))
+            for status, minute in (("done", 3), ("pending", 1), ("running", 2),
+                                   ("failed", 0), ("pending", 4))]
+    store.write(WriteBatch(scope=ALICE, jobs=jobs[:3]))
+    store.write(WriteBatch(scope=BOB, jobs=jobs[3:]))  # same tenant, another user
+    elsewhere = job(Scope("other", "alice"), created=T0 - timedelta(minutes=1))
+    store.write(WriteBatch(scope=Scope("other", "alice"), jobs=[elsewhere]))
+    oldest_first = [jobs[3], jobs[1], jobs[2], jobs[0], jobs[4]]
+    assert store.find_jobs("default") == oldest_first
+    assert store.find_jobs("default", limit=2) == oldest_first[:2]
+    assert store.find_jobs("default", statuses=["pending", "running"]) == [
+        jobs[1], jobs[2], jobs[4]]
+    assert store.find_jobs("default", statuses=["pending"], limit=1) == [jobs[1]]
+    assert store.find_jobs("default", statuses=[]) == []
+    assert store.find_jobs("other") == [elsewhere]
+    assert store.find_jobs("nobody") == []
+
+
+def test_recent_messages_are_one_conversations_newest_first(store: Store) -> None:
+    s1 = Scope("default", "alice", None, "s1")
+    mine = [said(f"m{i}", ALICE, f"mine {i}", minute) for i, minute in enumerate((2, 0, 1, 3))]
+    deleted = said("m9", ALICE, "deleted turn", 4)
+    turn = record(deleted.content, ALICE, source_ids=(deleted.id,))
+    store.write(WriteBatch(scope=ALICE, messages=[*mine, deleted], inserts=[(turn, vec(1))]))
+    store.write(WriteBatch(scope=ALICE, updates=[
+        RecordUpdate(replace(turn, status="deleted", version=2), 1)]))
+    # the user's other sessions, other users and tenants are other conversations
+    store.write(WriteBatch(scope=s1, messages=[said("s", s1, "a session of alice", 9)]))
+    store.write(WriteBatch(scope=BOB, messages=[said("b", BOB, "bob", 8)]))
+    other = Scope("other", "alice")
+    store.write(WriteBatch(scope=other, messages=[said("o", other, "other tenant", 7)]))
+    assert store.recent_messages(ALICE, 10) == [mine[3], mine[0], mine[2], mine[1]]
+    assert store.recent_messages(ALICE, 2) == [mine[3], mine[0]]
+    assert [m.id for m in store.recent_messages(s1, 10)] == ["s"]
+    assert store.recent_messages(Scope("default"), 10) == []  # no user: not alice's
+    assert store.recent_messages(Scope("nobody", "alice"), 10) == []
+
+
+def test_iter_history_yields_a_tenants_events_in_order(store: Store) -> None:
+    a, b = record("a", ALICE), record("b", BOB)
+    other = Scope("other", "alice")
+    c = record("c", other)
+
+    def event(r: MemoryRecord, op: str, n: int) -> HistoryEvent:
+        return HistoryEvent(new_id(), r.id, r.tenant, op, n, None, r.text, "system", None, T0)
+
+    first = [event(a, "add", 1), event(b, "add", 1)]
+    store.write(WriteBatch(scope=ALICE, inserts=[(a, vec(1)), (b, vec(1))], events=first))
+    store.write(WriteBatch(scope=other, inserts=[(c, vec(1))], events=[event(c, "add", 1)]))
+    later = [event(a, "update", 2), event(b, "delete", 2), event(a, "delete", 3)]
+    store.write(WriteBatch(scope=ALICE, events=later))
+    assert list(store.iter_history("default")) == [*first, *later]
+    assert [e.memory_id for e in store.iter_history("other")] == [c.id]
+    assert list(store.iter_history("nobody")) == []
+
+
+STORE_PACKAGE = Path(__file__).resolve().parent.parent / "memlane" / "store"
+BELOW_THE_STORE = {"errors", "filters", "text", "timeutil", "types", "ids"}
+
+
+def _store_imports() -> dict[str, set[str]]:
+    """Each module of the store package and the modules it imports relatively: a store
+    module's own name, or ``..name`` for a module of the library outside the package."""
+    graph: dict[str, set[str]] = {}
+    for path in STORE_PACKAGE.glob("*.py"):
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.update([node.module.split(".")[0]] if node.module
+                             else [a.name for a in node.names])
+            elif isinstance(node, ast.ImportFrom) and node.level == 2:
+                found.add(".." + (node.module or "").split(".")[0])
+        graph[path.stem] = found
+    return graph
+
+
+def test_the_store_imports_only_what_lies_below_it_and_no_cycle() -> None:
+    graph = _store_imports()
+    outside = {m for deps in graph.values() for m in deps if m.startswith("..")}
+    assert outside and outside <= {".." + name for name in BELOW_THE_STORE}  # no read stage
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module in done or module not in graph:
+            return
+        for dep in graph[module]:
+            visit(dep, (*path, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())

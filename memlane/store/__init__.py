@@ -7,10 +7,15 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 from .base import (
+    AdminStore,
     EraseCounts,
+    JobStore,
+    LogStore,
     RecordQuery,
+    RecordStore,
     RecordUpdate,
     ScopeCounts,
+    SearchStore,
     Store,
     StoreCapabilities,
     WriteBatch,
@@ -20,12 +25,17 @@ from .memory import InMemoryStore
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "AdminStore",
     "EraseCounts",
     "InMemoryStore",
+    "JobStore",
+    "LogStore",
     "RecordQuery",
+    "RecordStore",
     "RecordUpdate",
     "SQLiteStore",
     "ScopeCounts",
+    "SearchStore",
     "Store",
     "StoreCapabilities",
     "WriteBatch",

@@ -265,14 +265,8 @@ def totals(counts: list[ScopeCounts], by: ScopeField) -> list[ScopeCounts]:
 
 
 @runtime_checkable
-class Store(Protocol):
-    """A place to keep memories. One conformance suite holds every implementation to it."""
-
-    capabilities: StoreCapabilities
-
-    def get_meta(self, key: str) -> str | None: ...
-
-    def set_meta(self, key: str, value: str) -> None: ...
+class RecordStore(Protocol):
+    """Memories and their vectors: what the write stage and listings need."""
 
     def write(self, batch: WriteBatch) -> WriteOutcome: ...
 
@@ -287,12 +281,22 @@ class Store(Protocol):
         """How many admitted records there are of each (kind, status)."""
         ...
 
+    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]: ...
+
+
+@runtime_checkable
+class SearchStore(Protocol):
+    """Ranked reads: what the read stage needs besides ``find``."""
+
     def keyword_search(self, query: RecordQuery, text: str, limit: int,
                        analyzer: Analyzer = "plain") -> list[Scored]: ...
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]: ...
 
-    def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]: ...
+
+@runtime_checkable
+class LogStore(Protocol):
+    """Raw messages and the history of changes, kept beside the memories built on them."""
 
     def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
                  include_deleted: bool = False) -> list[Message]:
@@ -305,12 +309,24 @@ class Store(Protocol):
         """How many raw messages the scope holds, those of deleted turns left out."""
         ...
 
+    def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
+        """The newest messages of exactly this conversation (fields left out must be empty,
+        not "any"), newest first; those of deleted turns left out, as in ``messages``."""
+        ...
+
+    def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]: ...
+
+    def iter_history(self, tenant: str) -> Iterator[HistoryEvent]: ...
+
     def scopes(self, query: RecordQuery) -> list[ScopeCounts]:
         """Each scope inside ``query.scope`` that holds raw messages or records the query
         admits, with how many of each (``scope_counts`` order)."""
         ...
 
-    def get_job(self, tenant: str, job_id: str) -> Job | None: ...
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Background extraction jobs, written in the batches of their adds."""
 
     def claim_job(self, tenant: str, job_id: str, now: datetime,
                   stale_before: datetime) -> Job | None:
@@ -328,12 +344,16 @@ class Store(Protocol):
         (``USAGE_KEYS``)."""
         ...
 
-    def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
-        """The newest messages of exactly this conversation (fields left out must be empty,
-        not "any"), newest first; those of deleted turns left out, as in ``messages``."""
-        ...
 
-    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]: ...
+@runtime_checkable
+class AdminStore(Protocol):
+    """The store as a whole: its settings, tenants, erasure and lifetime."""
+
+    capabilities: StoreCapabilities
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
 
     def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
         """Delete everything of a scope for good, and make its bytes leave the store's
@@ -344,11 +364,15 @@ class Store(Protocol):
 
     def tenants(self) -> list[str]: ...
 
-    def iter_history(self, tenant: str) -> Iterator[HistoryEvent]: ...
-
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Store(RecordStore, SearchStore, LogStore, JobStore, AdminStore, Protocol):
+    """A place to keep memories: every role at once. One conformance suite holds every
+    implementation to it; a caller that needs one role may name that role instead."""
 
 
 HIDDEN_TURN = ("turn", "deleted")

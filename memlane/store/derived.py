@@ -1,19 +1,19 @@
-"""Search on in-process indexes derived from stored rows, shared by the SQL stores.
+"""Search on in-process indexes derived from stored rows, held by the SQL stores.
 
-A store tells which rows a query admits (row id and version) and how to load texts,
-vectors and records by row id; this class keeps, per process, the admitted sets (reused
-until the store's generation changes, that is until any writer commits), the vectors of
-admitted rows (``vector_cache``), a BM25 index per scope and analyzer (``keyword_index``)
-and recently returned records. Everything is keyed by (row id, version), so nothing is
-ever stale, and scoring is exactly the same on every store that uses it.
+A store gives a ``RowSource``: which rows a query admits (row id and version) and how to
+load texts, vectors and records by row id. The index keeps, per process, the admitted sets
+(reused until the source's generation changes, that is until any writer commits), the
+vectors of admitted rows (``vector_cache``), a BM25 index per scope and analyzer
+(``keyword_index``) and recently returned records. Everything is keyed by (row id,
+version), so nothing is ever stale, and scoring is exactly the same on every store.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,43 +43,59 @@ def scope_key(scope: Scope) -> tuple[str, ...]:
     return (scope.tenant, scope.user_id or "", scope.agent_id or "", scope.session_id or "")
 
 
-class DerivedSearch:
-    """Mixin: ``keyword_search`` and ``vector_search`` for a store with row ids."""
+class RowSource(Protocol):
+    """What a store tells its index: the rows a query admits, and loaders by row id."""
 
-    _lock: threading.RLock
+    def generation(self, query: RecordQuery) -> Hashable:
+        """Changes whenever a write that this query could see commits."""
+        ...
 
-    def _init_derived(self, query_cache_rows: int) -> None:
+    def admitted_key(self, query: RecordQuery) -> Hashable:
+        """Equal for queries that admit the same rows (e.g. the compiled SQL and values)."""
+        ...
+
+    def admitted_rows(self, query: RecordQuery) -> Sequence[Sequence[Any]]:
+        """The (row id, version) rows the query admits; a store that searches keywords in
+        the database adds each row's term count (``Admitted.lengths``)."""
+        ...
+
+    def load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]: ...
+
+    def load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]: ...
+
+    def records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]: ...
+
+
+def nothing_to_find(text: str, limit: int, analyzer: Analyzer) -> bool:
+    """A keyword search that can find nothing (no limit, no term), answered without reads."""
+    return limit <= 0 or not analyze(text, analyzer)
+
+
+class DerivedIndex:
+    """``keyword_search`` and ``vector_search`` over the rows of a ``RowSource``; the parts
+    (``admitted``, the in-process rankings, ``ranked``) for a store that searches some
+    scopes elsewhere.
+
+    ``lock`` guards the caches; a store whose reads take a lock of their own passes that
+    one, so that a search and a write on one connection never wait for each other."""
+
+    def __init__(self, source: RowSource, *, query_cache_rows: int,
+                 lock: threading.RLock | None = None) -> None:
+        self._source = source
+        self._lock = lock or threading.RLock()
         self._vectors: VectorCache | None = None
         self._queries: OrderedDict[Hashable, Admitted] = OrderedDict()
         self._keyword: OrderedDict[tuple[str, ...], KeywordIndex] = OrderedDict()
         self._records: OrderedDict[int, MemoryRecord] = OrderedDict()
         self._query_cache_rows = query_cache_rows
 
-    # what a store provides
+    @property
+    def keyword_indexes(self) -> int:
+        """How many in-process keyword indexes (one per scope and analyzer) are kept."""
+        return len(self._keyword)
 
-    def _generation(self, query: RecordQuery) -> Hashable:
-        """Changes whenever a write that this query could see commits."""
-        raise NotImplementedError
-
-    def _admitted_key(self, query: RecordQuery) -> Hashable:
-        """Equal for queries that admit the same rows (e.g. the compiled SQL and values)."""
-        raise NotImplementedError
-
-    def _admitted_rows(self, query: RecordQuery) -> list[Any]:
-        """The (row id, version) rows the query admits; a store that searches keywords in
-        the database adds each row's term count (``Admitted.lengths``)."""
-        raise NotImplementedError
-
-    def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
-        raise NotImplementedError
-
-    def _load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]:
-        raise NotImplementedError
-
-    def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
-        raise NotImplementedError
-
-    def _drop_indexes(self) -> None:
+    def clear(self) -> None:
+        """Forget everything (after an erasure: nothing erased stays in the process)."""
         with self._lock:
             self._vectors = None
             self._queries.clear()
@@ -88,22 +104,18 @@ class DerivedSearch:
 
     def keyword_search(self, query: RecordQuery, text: str, limit: int,
                        analyzer: Analyzer = "plain") -> list[Scored]:
-        if limit <= 0 or not analyze(text, analyzer):
+        if nothing_to_find(text, limit, analyzer):
             return []
-        with self._lock:
-            admitted = self._admitted(query)
-        return self._keyword_search(query, admitted, text, limit, analyzer)
+        return self.keyword_ranked(query, self.admitted(query), text, limit, analyzer)
 
     def vector_search(self, query: RecordQuery, vector: Vector, limit: int) -> list[Scored]:
         if limit <= 0:
             return []
-        with self._lock:
-            admitted = self._admitted(query)
-        return self._vector_search(query, admitted, vector, limit)
+        return self.vector_ranked(self.admitted(query), vector, limit)
 
-    def _keyword_search(self, query: RecordQuery, admitted: Admitted, text: str, limit: int,
-                        analyzer: Analyzer) -> list[Scored]:
-        """BM25 over the admitted rows, in process (a store may search elsewhere)."""
+    def keyword_ranked(self, query: RecordQuery, admitted: Admitted, text: str, limit: int,
+                       analyzer: Analyzer) -> list[Scored]:
+        """BM25 over the admitted rows, in process."""
         with self._lock:
             key = (*scope_key(query.scope), analyzer)
             index = self._keyword.get(key)
@@ -114,26 +126,25 @@ class DerivedSearch:
             while sum(i.size for i in self._keyword.values()) > KEYWORD_DOCS and len(
                     self._keyword) > 1:
                 self._keyword.popitem(last=False)
-            positions = index.positions(admitted.ids, admitted.versions, self._load_texts)
+            positions = index.positions(admitted.ids, admitted.versions,
+                                        self._source.load_texts)
             rowids, versions, scores = index.search(positions, text, limit)
-        return self._ranked(rowids.tolist(), versions.tolist(),
-                            [keyword_score(s) for s in scores.tolist()], limit)
+        return self.ranked(rowids.tolist(), versions.tolist(),
+                           [keyword_score(s) for s in scores.tolist()], limit)
 
-    def _vector_search(self, query: RecordQuery, admitted: Admitted, vector: Vector,
-                       limit: int) -> list[Scored]:
-        """Exact cosine search over the admitted rows, in process (a store may search
-        elsewhere)."""
+    def vector_ranked(self, admitted: Admitted, vector: Vector, limit: int) -> list[Scored]:
+        """Exact cosine search over the admitted rows, in process."""
         if not len(admitted.ids):
             return []
         with self._lock:
             matrix = self._matrix(admitted, len(vector))
         cosines = (matrix @ vector).astype(np.float64)
         top = top_with_ties(cosines, limit)
-        return self._ranked(admitted.ids[top].tolist(), admitted.versions[top].tolist(),
-                            [dense_score(c) for c in cosines[top].tolist()], limit)
+        return self.ranked(admitted.ids[top].tolist(), admitted.versions[top].tolist(),
+                           [dense_score(c) for c in cosines[top].tolist()], limit)
 
-    def _ranked(self, rowids: list[int], versions: list[int], scores: list[float],
-                limit: int) -> list[Scored]:
+    def ranked(self, rowids: list[int], versions: list[int], scores: list[float],
+               limit: int) -> list[Scored]:
         """Records for scored rows, best first, ties broken by id as in every store."""
         by_rowid = self._cached_records(rowids, versions)
         hits = [Scored(by_rowid[r], s) for r, s in zip(rowids, scores, strict=True)
@@ -141,27 +152,20 @@ class DerivedSearch:
         hits.sort(key=lambda h: (-h.score, h.record.id))
         return hits[:limit]
 
-    def _admitted(self, query: RecordQuery) -> Admitted:
+    def admitted(self, query: RecordQuery) -> Admitted:
         """The (row id, version) pairs a query admits, reused until the store changes."""
-        generation = self._generation(query)
-        key = self._admitted_key(query)
-        cached = self._queries.get(key)
-        if cached is not None and cached.generation == generation:
-            self._queries.move_to_end(key)
-            return cached
-        rows = self._admitted_rows(query)
-        entry = Admitted(
-            generation,
-            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
-            {},
-            np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
-            if rows and len(rows[0]) > 2 else None,
-        )
-        self._queries[key] = entry
-        while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
-            self._queries.popitem(last=False)
-        return entry
+        with self._lock:
+            generation = self._source.generation(query)
+            key = self._source.admitted_key(query)
+            cached = self._queries.get(key)
+            if cached is not None and cached.generation == generation:
+                self._queries.move_to_end(key)
+                return cached
+            entry = _admitted(generation, self._source.admitted_rows(query))
+            self._queries[key] = entry
+            while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
+                self._queries.popitem(last=False)
+            return entry
 
     def _matrix(self, admitted: Admitted, dim: int) -> npt.NDArray[np.float32]:
         """The admitted rows' vectors in order, kept with the admitted set."""
@@ -170,7 +174,7 @@ class DerivedSearch:
             if self._vectors is None or self._vectors.dim != dim:
                 self._vectors = VectorCache(dim)
             matrix = self._vectors.matrix_for(admitted.ids, admitted.versions,
-                                              self._load_vectors)
+                                              self._source.load_vectors)
             admitted.matrices[dim] = matrix
         return matrix
 
@@ -184,10 +188,20 @@ class DerivedSearch:
                     out[rowid] = hit
             missing = [r for r in rowids if r not in out]
             if missing:
-                fresh = self._records_by_rowid(missing)
+                fresh = self._source.records_by_rowid(missing)
                 out.update(fresh)
                 self._records.update(fresh)
                 while len(self._records) > RECORD_CACHE:
                     self._records.popitem(last=False)
             return out
 
+
+def _admitted(generation: Hashable, rows: Sequence[Sequence[Any]]) -> Admitted:
+    return Admitted(
+        generation,
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+        np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+        {},
+        np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
+        if rows and len(rows[0]) > 2 else None,
+    )

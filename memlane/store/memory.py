@@ -11,7 +11,6 @@ from datetime import datetime
 import numpy as np
 
 from ..errors import ConflictError, InvalidInputError
-from ..read.bm25 import bm25_scores
 from ..text import Analyzer
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
@@ -30,6 +29,7 @@ from .base import (
     keyword_score,
     scope_counts,
 )
+from .bm25 import bm25_scores
 
 
 class InMemoryStore:
@@ -178,14 +178,14 @@ class InMemoryStore:
     def claim_job(self, tenant: str, job_id: str, now: datetime,
                   stale_before: datetime) -> Job | None:
         with self._lock:
-            job = self.get_job(tenant, job_id)
+            job = self._job(tenant, job_id)
             if job is None or not _claimable(job, stale_before):
                 return None
             claimed = replace(job, status="running", updated_at=now)
             self._jobs[job_id] = claimed
             return claimed
 
-    def get_job(self, tenant: str, job_id: str) -> Job | None:
+    def _job(self, tenant: str, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
         return job if job is not None and job.tenant == tenant else None
 

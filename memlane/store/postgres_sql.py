@@ -2,18 +2,19 @@
 
 Same semantics as ``filters.matches`` and the SQLite compiler: the congruence and filter
 property tests hold every store to them. Text order uses the C collation (code point
-order, as Python compares strings).
+order, as Python compares strings). ``DIALECT`` gives the shared queries (``sql_reads``)
+PostgreSQL's pieces.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from ..filters import Cmp, Node, same_type
 from .base import RecordQuery
 from .sql_common import ORDER_SQL, by_type, compile_tree, record_where
+from .sql_reads import Dialect
 
 Params = list[Any]
 
@@ -25,6 +26,10 @@ def where_clause(query: RecordQuery, alias: str = "m") -> tuple[str, Params]:
 
 def _member(expr: str, values: Sequence[str]) -> tuple[str, Params]:
     return f"{expr} = ANY(%s)", [list(values)]
+
+
+def _one_of(values: Sequence[object]) -> tuple[str, Params]:
+    return "= ANY(%s)", [list(values)]
 
 
 def compile_filter(node: Node, alias: str = "m") -> tuple[str, Params]:
@@ -125,57 +130,17 @@ def _json_contains(meta: str, path: list[str], value: Any) -> tuple[str, Params]
     return f"({array})", params
 
 
-# --- keyword search in the database: BM25 over tsvector columns with a GIN index ----------
-
-KEYWORD_COLUMNS = {"plain": "kw_plain", "stem": "kw_stem"}
-"""The tsvector column that holds a record's terms under each analyzer."""
-MAX_TF = 256
-"""tsvector keeps at most 256 positions per lexeme: term frequency counts up to this."""
-_POSITIONS = [",".join(map(str, range(1, n + 1))) for n in range(MAX_TF + 1)]
-
-
-def tsvector_literal(terms: list[str]) -> str:
-    """A tsvector holding each term with as many positions as it occurs, so that
-    ``cardinality(positions)`` is its term frequency. Terms are runs of letters and digits
-    of at most 100 characters (``text.tokens``): no quote or backslash to escape, and within
-    the lexeme size limit."""
-    return " ".join(f"'{t}':{_POSITIONS[min(n, MAX_TF)]}" for t, n in Counter(terms).items())
-
-
-def tsquery_literal(terms: list[str]) -> str:
-    """A tsquery matching documents holding any of ``terms``."""
-    return " | ".join(f"'{t}'" for t in terms)
-
-
-def document_frequencies_sql(where: str, column: str, n_terms: int) -> str:
-    """How many admitted rows hold each of ``n_terms`` terms. Parameters: one tsquery per
-    term, the tsquery of them all, the where-clause values."""
-    counts = ", ".join([f"count(*) FILTER (WHERE m.{column} @@ %s::tsquery)"] * n_terms)
-    return f"SELECT {counts} FROM memories m WHERE m.{column} @@ %s::tsquery AND {where}"
-
-
-def bm25_sql(where: str, column: str) -> str:
-    """Okapi BM25 of the admitted rows that hold one of the candidate terms, best first,
-    ties by id, as the in-process index computes it. Every query term counts in the score;
-    the statistics (N, average length, each term's document frequency over the admitted
-    rows) come in as parameters (``bm25_params``)."""
-    return f"""
-        WITH k AS (SELECT %s::float8 AS n, %s::float8 AS avgdl, %s::float8 AS k1,
-                          %s::float8 AS b),
-        d AS (SELECT * FROM unnest(%s::text[], %s::float8[]) AS d(lexeme, df)),
-        hits AS MATERIALIZED (
-            SELECT m.rid, m.id, m.version, m.kw_len, u.lexeme, cardinality(u.positions) AS tf
-            FROM memories m, unnest(m.{column}) u
-            WHERE u.lexeme = ANY(%s) AND m.{column} @@ %s::tsquery AND {where})
-        SELECT h.rid, h.version, sum(
-            ln(1 + (k.n - d.df + 0.5) / (d.df + 0.5)) * h.tf * (k.k1 + 1)
-            / (h.tf + k.k1 * (1 - k.b + k.b * h.kw_len / greatest(k.avgdl, 1e-9)))) AS score
-        FROM hits h JOIN d USING (lexeme) CROSS JOIN k
-        GROUP BY h.rid, h.id, h.version
-        ORDER BY score DESC, h.id COLLATE "C" LIMIT %s"""
-
-
-def bm25_params(params: Params, terms: list[str], dfs: list[int], candidates: list[str],
-                n_docs: int, mean_length: float, k1: float, b: float, limit: int) -> Params:
-    return [n_docs, mean_length, k1, b, terms, [float(x) for x in dfs], terms,
-            tsquery_literal(candidates), *params, limit]
+DIALECT = Dialect(
+    mark="%s", where=where_clause, one_of=_one_of, chunk=None, rowid="rid",
+    collate=' COLLATE "C"', no_limit=None,
+    as_text=frozenset({"source_ids", "tags", "metadata", "memory_ids", "actions", "usage"}),
+    # with each row's keyword count: BM25 in the database needs their mean
+    admitted="m.rid, m.version, m.kw_len",
+    hidden_messages=(
+        "EXISTS (SELECT 1 FROM memories m WHERE {scope} AND m.kind = %s AND m.status = %s "
+        "AND m.user_id = messages.user_id AND m.agent_id = messages.agent_id AND "
+        "m.session_id = messages.session_id AND m.source_ids @> jsonb_build_array(messages.id))"),
+    usage_number="(usage ->> '{key}')::bigint",
+    vectors_by_rowid="SELECT rid, vec FROM memories WHERE rid {ids}",
+    vectors_by_id="SELECT m.id, m.vec FROM memories m WHERE m.tenant = %s AND m.id {ids}",
+)

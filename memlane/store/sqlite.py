@@ -13,14 +13,12 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..errors import (
     ConflictError,
@@ -29,15 +27,7 @@ from ..errors import (
     ReadOnlyError,
     StoreError,
 )
-from ..timeutil import to_text
-from ..types import (
-    HistoryEvent,
-    Job,
-    MemoryRecord,
-    Message,
-    Scope,
-    index_text,
-)
+from ..types import Job, MemoryRecord, Message, Scope
 from . import rows as codec
 from .base import (
     EraseCounts,
@@ -49,8 +39,9 @@ from .base import (
     check_add_key_reuse,
     check_basis,
 )
-from .derived import DerivedSearch
-from .sql_common import SQLCounts
+from .derived import DerivedIndex
+from .sql_reads import SQLReads, scope_where
+from .sql_store import SQLStore
 from .sqlite_erase import (
     ERASE_WAIT,
     FREE_SPACE,
@@ -64,24 +55,12 @@ from .sqlite_erase import (
     secure_delete_on,
 )
 from .sqlite_open import connect, is_read_only_error
-from .sqlite_sql import where_clause
-
-_M_COLS = ", ".join(f"m.{c.strip()}" for c in codec.COLS.split(","))
+from .sqlite_sql import DIALECT
 
 
-class SQLiteStore(SQLCounts, DerivedSearch):
+class SQLiteStore(SQLStore):
     """A memlane store in one SQLite file (or ``:memory:`` for a private database)."""
 
-    _mark = "?"
-    _usage_number = "json_extract(usage, '$.{key}')"
-    # the deleted turns' sources, collected once into one indexed list of single keys (a
-    # list of row values is searched linearly: 25 times slower at 10,000 messages); scope
-    # values hold no control character, so char(0) separates the parts unambiguously
-    _hidden_messages = (
-        "((messages.user_id || char(0) || messages.agent_id || char(0) || messages.session_id "
-        "|| char(0) || messages.id) IN (SELECT m.user_id || char(0) || m.agent_id || char(0) "
-        "|| m.session_id || char(0) || j.value FROM memories m, json_each(m.source_ids) j "
-        "WHERE {scope} AND m.kind = ? AND m.status = ?))")
     capabilities = StoreCapabilities(name="sqlite", persistent=True, multi_process=True,
                                      verified_erasure=True)
 
@@ -95,9 +74,11 @@ class SQLiteStore(SQLCounts, DerivedSearch):
         self.erase_wait = erase_wait
         self._busy_ms = int(timeout * 1000)
         self._on_disk = self.path != ":memory:"
-        self._lock = threading.RLock()
-        self._init_derived(query_cache_rows)
+        self._lock = threading.RLock()  # the connection's, and so the index's (``_rows``)
         self._writes = 0
+        reads = SQLReads(DIALECT, self._rows, self._generation)
+        super().__init__(reads, DerivedIndex(reads, query_cache_rows=query_cache_rows,
+                                             lock=self._lock))
         self._db, self.read_only = connect(self.path, timeout=timeout, read_only=read_only,
                                            create=create)
         if not self.read_only:
@@ -139,10 +120,6 @@ class SQLiteStore(SQLCounts, DerivedSearch):
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def get_meta(self, key: str) -> str | None:
-        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
@@ -231,129 +208,25 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                 db.execute("UPDATE memory_vectors SET vec = ? WHERE memory_rowid = ?",
                            (codec.blob(update.vector), row[0]))
 
-    # --- reads ---------------------------------------------------------------------------
-
-    def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]:
-        found: dict[str, MemoryRecord] = {}
-        for chunk in codec.chunks(list(ids)):
-            rows = self._rows(f"SELECT {codec.COLS} FROM memories WHERE tenant = ? AND id IN "
-                              f"({_q(len(chunk))})", (tenant, *chunk))
-            found.update((r[0], codec.record(r)) for r in rows)
-        return [found[i] for i in ids if i in found]
-
-    def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
-             newest_first: bool = False) -> list[MemoryRecord]:
-        where, params = where_clause(query)
-        order = "DESC" if newest_first else "ASC"
-        rows = self._rows(
-            f"SELECT {_M_COLS} FROM memories m WHERE {where} "
-            f"ORDER BY m.event_time {order}, m.id {order} LIMIT ? OFFSET ?",
-            (*params, -1 if limit is None else limit, offset),
-        )
-        return [codec.record(r) for r in rows]
+    # --- reads (the shared ones are in ``SQLStore``) --------------------------------------
 
     def _generation(self, query: RecordQuery) -> tuple[int, int]:
         """Changes whenever any connection (this one included) commits a write."""
         return (int(self._rows("PRAGMA data_version")[0][0]), self._writes)
 
-    def _where(self, query: RecordQuery) -> tuple[str, list[Any]]:
-        return where_clause(query)
-
-    def _admitted_key(self, query: RecordQuery) -> tuple[Any, ...]:
-        where, params = where_clause(query)
-        return (where, *params)
-
-    def _admitted_rows(self, query: RecordQuery) -> list[Any]:
-        where, params = where_clause(query)
-        return self._rows(f"SELECT m.rowid, m.version FROM memories m WHERE {where}", params)
-
-    def _load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
-        for chunk in codec.chunks(rowids):
-            rows = self._rows(f"SELECT rowid, text, speaker FROM memories WHERE rowid IN "
-                              f"({_q(len(chunk))})", chunk)
-            yield from ((r[0], index_text(r[1], r[2])) for r in rows)
-
-    def _load_vectors(self, rowids: list[int]) -> Iterable[tuple[int, bytes]]:
-        for chunk in codec.chunks(rowids):
-            yield from self._rows(
-                f"SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid IN "
-                f"({_q(len(chunk))})", chunk)
-
-    def _records_by_rowid(self, rowids: list[int]) -> dict[int, MemoryRecord]:
-        rows = self._rows(f"SELECT rowid, {codec.COLS} FROM memories WHERE rowid IN "
-                          f"({_q(len(rowids))})", rowids)
-        return {r[0]: codec.record(r[1:]) for r in rows}
-
-    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, Vector]:
-        out: dict[str, Vector] = {}
-        for chunk in codec.chunks(list(ids)):
-            rows = self._rows(
-                "SELECT m.id, v.vec FROM memories m JOIN memory_vectors v "
-                f"ON v.memory_rowid = m.rowid WHERE m.tenant = ? AND m.id IN ({_q(len(chunk))})",
-                (tenant, *chunk))
-            out.update((r[0], np.frombuffer(r[1], dtype=np.float32)) for r in rows)
-        return out
-
-    def history(self, tenant: str, memory_id: str) -> list[HistoryEvent]:
-        rows = self._rows(f"SELECT {codec.HIST_COLS} FROM history WHERE tenant = ? "
-                          "AND memory_id = ? ORDER BY rowid", (tenant, memory_id))
-        return [codec.event(r) for r in rows]
-
-    def iter_history(self, tenant: str) -> Iterator[HistoryEvent]:
-        rows = self._rows(f"SELECT {codec.HIST_COLS} FROM history WHERE tenant = ? ORDER BY rowid",
-                          (tenant,))
-        return (codec.event(r) for r in rows)
-
-    def messages(self, scope: Scope, *, limit: int | None = None, offset: int = 0,
-                 include_deleted: bool = False) -> list[Message]:
-        where, params = self._messages_where(scope, include_deleted)
-        rows = self._rows(f"SELECT {codec.MSG_COLS} FROM messages WHERE {where} "
-                          "ORDER BY event_time, rowid LIMIT ? OFFSET ?",
-                          (*params, -1 if limit is None else limit, offset))
-        return [codec.message(r) for r in rows]
-
     def claim_job(self, tenant: str, job_id: str, now: datetime,
                   stale_before: datetime) -> Job | None:
+        sql, params = self._reads.claim_job_sql(tenant, job_id, now, stale_before)
         with self._tx() as db:
-            row = db.execute(
-                f"UPDATE jobs SET status = 'running', updated_at = ? WHERE tenant = ? AND id = ? "
-                "AND (status = 'pending' OR (status = 'running' AND updated_at < ?)) "
-                f"RETURNING {codec.JOB_COLS}",
-                (to_text(now), tenant, job_id, to_text(stale_before))).fetchone()
+            row = db.execute(sql, params).fetchone()
         return codec.job(row) if row else None
-
-    def get_job(self, tenant: str, job_id: str) -> Job | None:
-        rows = self._rows(f"SELECT {codec.JOB_COLS} FROM jobs WHERE tenant = ? AND id = ?",
-                          (tenant, job_id))
-        return codec.job(rows[0]) if rows else None
-
-    def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
-                  limit: int = 100) -> list[Job]:
-        where, params = "tenant = ?", [tenant]
-        if statuses is not None:
-            where += f" AND status IN ({_q(len(statuses))})"
-            params += list(statuses)
-        rows = self._rows(f"SELECT {codec.JOB_COLS} FROM jobs WHERE {where} "
-                          "ORDER BY created_at, id LIMIT ?", (*params, limit))
-        return [codec.job(r) for r in rows]
-
-    def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
-        where, params = self._conversation_where(scope)
-        rows = self._rows(
-            f"SELECT {codec.MSG_COLS} FROM messages WHERE {where} "
-            "ORDER BY event_time DESC, rowid DESC LIMIT ?", (*params, limit))
-        return [codec.message(r) for r in rows]
-
-    def tenants(self) -> list[str]:
-        rows = self._rows("SELECT tenant FROM memories UNION SELECT tenant FROM messages")
-        return sorted(r[0] for r in rows)
 
     # --- forgetting ----------------------------------------------------------------------
 
     def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
         """Delete a scope for good (rows, vectors, history, keys, jobs, this process's
         indexes), then make its bytes leave the files (``sqlite_erase``)."""
-        where, params = self._scope_where(scope)
+        where, params = scope_where(scope, "?")
         with self._lock:
             try:
                 with self._tx() as db:
@@ -362,7 +235,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
             except sqlite3.Error as exc:
                 raise StoreError(f"erase failed on {self.path}, nothing erased: {exc}") from exc
             finally:
-                self._drop_indexes()
+                self._index.clear()
             return self._verified(counts, wait)
 
     def reset(self) -> None:
@@ -372,7 +245,7 @@ class SQLiteStore(SQLCounts, DerivedSearch):
                     counts = erase_all(db)
                     self._mark_pending(db)
             finally:
-                self._drop_indexes()
+                self._index.clear()
             self._verified(counts, None)
 
     def _mark_pending(self, db: sqlite3.Connection) -> None:

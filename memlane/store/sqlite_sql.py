@@ -1,6 +1,7 @@
 """Record queries and filters compiled to SQLite: SQL text from fixed pieces, values as
 parameters. ``filters.matches`` is the semantics this must reproduce (a property test
-compares the two on random filters and records)."""
+compares the two on random filters and records). ``DIALECT`` gives the shared queries
+(``sql_reads``) SQLite's pieces."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 from ..filters import Cmp, Node, same_type
 from .base import RecordQuery
+from .rows import CHUNK
 from .sql_common import ORDER_SQL, by_type, compile_tree, record_where
+from .sql_reads import Dialect
 
 Params = list[Any]
 
@@ -28,6 +31,10 @@ def _member(expr: str, values: Sequence[str]) -> tuple[str, Params]:
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
+
+
+def _one_of(values: Sequence[Any]) -> tuple[str, Params]:
+    return f"IN ({_marks(len(values))})", list(values)
 
 
 def compile_filter(node: Node, alias: str = "m") -> tuple[str, Params]:
@@ -134,3 +141,21 @@ def _json_contains(meta: str, path: str, value: Any) -> tuple[str, Params]:
         text, text_params = "0", []
     sql = f"CASE json_type({meta}, ?) WHEN 'array' THEN {array} WHEN 'text' THEN {text} ELSE 0 END"
     return sql, [path, path, *elem_params, *text_params]
+
+
+DIALECT = Dialect(
+    mark="?", where=where_clause, one_of=_one_of, chunk=CHUNK, rowid="rowid", collate="",
+    no_limit=-1, as_text=frozenset(), admitted="m.rowid, m.version",
+    # the deleted turns' sources, collected once into one indexed list of single keys (a
+    # list of row values is searched linearly: 25 times slower at 10,000 messages); scope
+    # values hold no control character, so char(0) separates the parts unambiguously
+    hidden_messages=(
+        "((messages.user_id || char(0) || messages.agent_id || char(0) || messages.session_id "
+        "|| char(0) || messages.id) IN (SELECT m.user_id || char(0) || m.agent_id || char(0) "
+        "|| m.session_id || char(0) || j.value FROM memories m, json_each(m.source_ids) j "
+        "WHERE {scope} AND m.kind = ? AND m.status = ?))"),
+    usage_number="json_extract(usage, '$.{key}')",
+    vectors_by_rowid="SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid {ids}",
+    vectors_by_id=("SELECT m.id, v.vec FROM memories m JOIN memory_vectors v ON "
+                   "v.memory_rowid = m.rowid WHERE m.tenant = ? AND m.id {ids}"),
+)

@@ -1,4 +1,5 @@
-"""Okapi BM25 over a small in-memory corpus (the in-memory store and the baselines use it)."""
+"""Okapi BM25 over a small corpus computed from scratch: the in-memory store searches with it,
+and the in-process index of the SQL stores (``keyword_index``) must agree with it."""
 
 from __future__ import annotations
 
