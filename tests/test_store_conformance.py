@@ -493,3 +493,18 @@ def test_the_store_imports_only_what_lies_below_it_and_no_cycle() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def test_turns_citing_finds_the_turns_of_exactly_one_conversation(store: Store) -> None:
+    session = Scope("default", "alice", None, "s1")
+    other = Scope("default", "alice", None, "s2")
+    mine = [record(f"turn {i}", session, source_ids=(f"m{i}",)) for i in range(3)]
+    gone = replace(record("deleted turn", session, source_ids=("m3",)), status="deleted")
+    fact = record("a fact", session, kind="fact", source_ids=("m1",))
+    put(store, session, *((r, vec(1)) for r in (*mine, gone, fact)))
+    put(store, other, (record("same id elsewhere", other, source_ids=("m1",)), vec(1)))
+    found = store.turns_citing(session, ["m1", "m2", "m3", "nope"])
+    assert sorted(r.text for r in found) == ["deleted turn", "turn 1", "turn 2"]
+    assert [r.text for r in store.turns_citing(other, ["m1"])] == ["same id elsewhere"]
+    assert store.turns_citing(Scope("default", "alice"), ["m1"]) == []  # exact, not "any"
+    assert store.turns_citing(Scope("other", "alice", None, "s1"), ["m1"]) == []

@@ -213,23 +213,11 @@ def shown(store: Store, query: RecordQuery,
         else:
             out[record.id] = (record,)
     for talk, group in windows.items():
-        turns = {t.source_ids[0]: t for t in store.find(_turns_query(query, talk, group))
-                 if conversation(t) == talk and t.source_ids}
+        sources = sorted({s for w in group for s in w.source_ids})
+        found = store.turns_citing(Scope(query.scope.tenant, *talk), sources)
+        turns = {t.source_ids[0]: t for t in found if t.status in SHOWN_STATUSES}
         out.update((w.id, tuple(turns[s] for s in w.source_ids if s in turns)) for w in group)
     return out
-
-
-def _turns_query(query: RecordQuery, talk: Conversation,
-                 windows: Sequence[MemoryRecord]) -> RecordQuery:
-    """The turns that ``windows`` (of one conversation) show. The filter pins the exact
-    conversation, which lies inside the caller's scope since the windows do; a session's
-    turns are read through the session alone, which the stores index."""
-    user, agent, session = talk
-    sources = sorted({s for w in windows for s in w.source_ids})
-    cites = parse({"user_id": user, "agent_id": agent, "session_id": session,
-                   "or": [{"source_ids": {"contains": s}} for s in sources]})
-    scope = query.scope if session is None else Scope(query.scope.tenant, session_id=session)
-    return RecordQuery(scope, filters=cites, kinds=("turn",), statuses=SHOWN_STATUSES)
 
 
 def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,

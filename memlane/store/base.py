@@ -275,6 +275,12 @@ class RecordStore(Protocol):
     def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
              newest_first: bool = False) -> list[MemoryRecord]: ...
 
+    def turns_citing(self, scope: Scope, message_ids: Sequence[str]) -> list[MemoryRecord]:
+        """The turns of exactly this conversation (fields left out must be empty, not
+        "any") made from these raw messages, whatever their status; an index lookup, for
+        naming the turns behind a search hit."""
+        ...
+
     def count(self, query: RecordQuery) -> int: ...
 
     def tally(self, query: RecordQuery) -> dict[tuple[str, str], int]:

@@ -103,6 +103,12 @@ class InMemoryStore:
             found = (self._records.get(i) for i in ids)
             return [r for r in found if r is not None and r.tenant == tenant]
 
+    def turns_citing(self, scope: Scope, message_ids: Sequence[str]) -> list[MemoryRecord]:
+        wanted, key = set(message_ids), _scope_key(scope)
+        with self._lock:
+            return [r for r in self._records.values() if r.kind == "turn" and r.source_ids
+                    and r.source_ids[0] in wanted and _scope_key(r.scope) == key]
+
     def _admitted(self, query: RecordQuery) -> list[MemoryRecord]:
         with self._lock:
             return [r for r in self._records.values() if query.admits(r)]

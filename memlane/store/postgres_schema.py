@@ -41,6 +41,8 @@ SCHEMA = [
         op TEXT NOT NULL, version INTEGER NOT NULL, old_text TEXT, new_text TEXT,
         actor TEXT NOT NULL, reason TEXT, at TEXT NOT NULL, PRIMARY KEY (tenant, rid))""",
     "CREATE INDEX IF NOT EXISTS history_memory ON history (tenant, memory_id)",
+    """CREATE INDEX IF NOT EXISTS memories_turn_source ON memories
+        (tenant, user_id, agent_id, session_id, (source_ids ->> 0)) WHERE kind = 'turn'""",
     """CREATE TABLE IF NOT EXISTS adds (
         tenant TEXT NOT NULL, key TEXT NOT NULL, memory_ids TEXT NOT NULL,
         user_id TEXT NOT NULL, agent_id TEXT NOT NULL, session_id TEXT NOT NULL,

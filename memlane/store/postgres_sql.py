@@ -143,4 +143,5 @@ DIALECT = Dialect(
     usage_number="(usage ->> '{key}')::bigint",
     vectors_by_rowid="SELECT rid, vec FROM memories WHERE rid {ids}",
     vectors_by_id="SELECT m.id, m.vec FROM memories m WHERE m.tenant = %s AND m.id {ids}",
+    first_source="(source_ids ->> 0)",
 )

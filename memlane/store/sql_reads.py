@@ -65,6 +65,8 @@ class Dialect:
     vectors_by_id: str
     """The (id, vector) rows of some ids of a tenant (the first parameter), ``{ids}`` as
     above."""
+    first_source: str
+    """SQL of a record's first source id, as its turns' partial index has it."""
 
 
 @functools.cache
@@ -123,6 +125,14 @@ class SQLReads:
             f"LIMIT {d.mark} OFFSET {d.mark}",
             (*params, d.no_limit if limit is None else limit, offset))
         return [codec.record(r) for r in rows]
+
+    def turns_citing(self, scope: Scope, message_ids: Sequence[str]) -> list[MemoryRecord]:
+        d = self.dialect
+        sql = (f"SELECT {self._cols(codec.COLS)} FROM memories WHERE kind = 'turn' AND "
+               f"tenant = {d.mark} AND user_id = {d.mark} AND agent_id = {d.mark} AND "
+               f"session_id = {d.mark} AND {d.first_source} {{ids}}")
+        return [codec.record(r) for r in
+                self._by_ids(sql, message_ids, scope.tenant, *scope_values(scope))]
 
     def count(self, query: RecordQuery) -> int:
         where, params = self.dialect.where(query)

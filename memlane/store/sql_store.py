@@ -22,6 +22,9 @@ class SQLStore:
     def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]:
         return self._reads.get(tenant, ids)
 
+    def turns_citing(self, scope: Scope, message_ids: Sequence[str]) -> list[MemoryRecord]:
+        return self._reads.turns_citing(scope, message_ids)
+
     def find(self, query: RecordQuery, *, limit: int | None = None, offset: int = 0,
              newest_first: bool = False) -> list[MemoryRecord]:
         return self._reads.find(query, limit=limit, offset=offset, newest_first=newest_first)

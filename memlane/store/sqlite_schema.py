@@ -94,7 +94,13 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE adds ADD COLUMN fingerprint TEXT")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite3.Connection) -> None:
+    """Turns found by the raw message they were made from (the turns behind a hit)."""
+    db.execute("CREATE INDEX memories_turn_source ON memories (tenant, user_id, agent_id, "
+               "session_id, json_extract(source_ids, '$[0]')) WHERE kind = 'turn'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 """Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
 
 

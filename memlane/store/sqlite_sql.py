@@ -158,4 +158,5 @@ DIALECT = Dialect(
     vectors_by_rowid="SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid {ids}",
     vectors_by_id=("SELECT m.id, v.vec FROM memories m JOIN memory_vectors v ON "
                    "v.memory_rowid = m.rowid WHERE m.tenant = ? AND m.id {ids}"),
+    first_source="json_extract(source_ids, '$[0]')",
 )
