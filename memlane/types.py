@@ -22,6 +22,9 @@ MAX_SCOPE_LENGTH = 256
 def check_unicode(value: str, what: str) -> str:
     """``value``, if it can be stored as UTF-8. A lone surrogate cannot: it is what Python
     makes of bytes that are not UTF-8 (in argv, file names) or of a broken escape."""
+    if "\x00" in value:  # PostgreSQL keeps no NUL in text: refused alike on every store
+        raise InvalidInputError(f"{what} holds a NUL character (U+0000) at position "
+                                f"{value.index(chr(0))}; remove it")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

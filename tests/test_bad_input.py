@@ -407,3 +407,13 @@ def test_a_locomo_file_with_missing_fields_names_the_sample_and_turn(
     path.write_text(json.dumps(data))
     with pytest.raises(InvalidInputError, match=message):
         locomo.load(path)
+
+
+def test_nul_characters_are_refused_alike_on_every_store(mem: Memory) -> None:
+    # PostgreSQL keeps no NUL in text or JSON: every store refuses it before writing
+    for call in (lambda: mem.add("text with nul \x00 byte", user_id="a"),
+                 lambda: mem.add("fine", user_id="a", metadata={"s": "nul\x00byte"}),
+                 lambda: mem.search("query \x00", user_id="a")):
+        with pytest.raises(InvalidInputError, match="NUL"):
+            call()
+    assert mem.get_all(user_id="a") == []

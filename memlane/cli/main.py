@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 from ..embed.base import Embedder
 from ..errors import (
@@ -269,6 +269,13 @@ def cmd_demo(mem: Memory, a: argparse.Namespace) -> Any:
 # --- parser ------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other error (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
     """The options every command takes, before or after its name (after it, their default
     is SUPPRESS so that an option given before the name is not reset)."""
@@ -298,7 +305,7 @@ def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentPars
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memlane", description="Long-term memory for LLM agents.")
+    p = Parser(prog="memlane", description="Long-term memory for LLM agents.")
     _global_options(p)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            help="what to do (memlane COMMAND --help for its options)")
@@ -472,8 +479,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return _fail(exc, EXIT_FAILURE)
     if result is not None:
-        print(getattr(args, "render", render_table)(result) if args.table
-              else render_json(result))
+        return _emit(getattr(args, "render", render_table)(result) if args.table
+                     else render_json(result))
+    return EXIT_OK
+
+
+def _emit(text: str) -> int:
+    """Print the result; a reader that stopped early (``| head``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
     return EXIT_OK
 
 

@@ -60,9 +60,21 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
         raise InvalidInputError(f"metadata must be plain JSON: {exc}") from exc
     except RecursionError:
         raise InvalidInputError("metadata is nested too deeply") from None
+    if _has_nul(metadata):  # PostgreSQL keeps no NUL in JSON
+        raise InvalidInputError("metadata holds a NUL character (U+0000); remove it")
     if len(check_unicode(encoded, "metadata (as JSON)").encode()) > MAX_METADATA_BYTES:
         raise InvalidInputError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     return dict(json.loads(encoded))
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def normalize(messages: MessagesInput) -> list[Incoming]:
