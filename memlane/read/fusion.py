@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..errors import InvalidInputError
+
 
 @dataclass(frozen=True, slots=True)
 class Fused:
@@ -24,10 +26,10 @@ def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[str]], *, k: int = 60
     rank reached, then on id, so the result is deterministic.
     """
     if k < 0:
-        raise ValueError("k must be non-negative")
+        raise InvalidInputError("k must be non-negative")
     weight = {name: (weights or {}).get(name, 1.0) for name in rankings}
     if any(w < 0 for w in weight.values()):
-        raise ValueError("weights must be non-negative")
+        raise InvalidInputError("weights must be non-negative")
     best_total = sum(w / (k + 1) for w in weight.values()) or 1.0
     signals: dict[str, dict[str, tuple[int, float]]] = {}
     for name, ids in rankings.items():
