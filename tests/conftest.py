@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +75,15 @@ def env_with(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+def run_processes(target: Callable[..., None], args: list[tuple[Any, ...]],
+                  timeout: float = 120) -> list[int | None]:
+    """Run ``target`` in one fresh (spawned) process per argument tuple; their exit codes."""
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=target, args=a) for a in args]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    return [p.exitcode for p in procs]

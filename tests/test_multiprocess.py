@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 
 from memlane import FakeEmbedder, Memory
+
+from .conftest import run_processes
 
 WORKERS = 4
 ADDS = 25
@@ -24,13 +25,7 @@ def _writer(path: str, worker: int) -> None:
 def test_concurrent_processes_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.db")
     Memory(path, embedder=FakeEmbedder()).close()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, w)) for w in range(WORKERS)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * WORKERS
+    assert run_processes(_writer, [(path, w) for w in range(WORKERS)]) == [0] * WORKERS
     with Memory(path, embedder=FakeEmbedder()) as mem:
         total = sum(len(mem.get_all(user_id=f"user-{u}", limit=1000)) for u in range(3))
         assert total == WORKERS * ADDS * 3

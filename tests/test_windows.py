@@ -3,7 +3,6 @@ order (event time, then insertion order), whatever the concurrency and the arriv
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,8 @@ from memlane.store.base import Basis, depended
 from memlane.timeutil import utcnow
 from memlane.types import Message, Scope, index_text
 from memlane.write import ingest
+
+from .conftest import run_processes
 
 CONVERSATION = {"user_id": "alice", "agent_id": "helper", "session_id": "s1"}
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -80,13 +81,7 @@ def _process(path: str, worker: int) -> None:
 def test_windows_of_concurrent_processes_on_one_sqlite_file(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.db")
     Memory(path, embedder=FakeEmbedder()).close()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_process, args=(path, w)) for w in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * PROCESSES
+    assert run_processes(_process, [(path, w) for w in range(PROCESSES)]) == [0] * PROCESSES
     with Memory(path, embedder=FakeEmbedder()) as mem:
         check_windows(mem, PROCESSES * THREADS * PER_THREAD)
 
