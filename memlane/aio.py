@@ -44,6 +44,12 @@ class AsyncMemory:
         self.sync = Memory(location, store=store, embedder=embedder, tenant=tenant,
                            search=search, llm=llm, read_only=read_only)
 
+    def for_tenant(self, tenant: str) -> AsyncMemory:
+        """The same memory seen by another tenant (see ``Memory.for_tenant``)."""
+        view = object.__new__(AsyncMemory)
+        view.sync = self.sync.for_tenant(tenant)
+        return view
+
     add = _async_of(Memory.add)
     search = _async_of(Memory.search)
     context = _async_of(Memory.context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -110,8 +111,22 @@ class Memory:
         self.search_config = pipeline.resolve(search, pipeline.RECIPES["hybrid"])
         self.llm = llm
         self._worker: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # shared with every tenant view
+        self._workers: list[threading.Thread] = []  # every view's worker, joined at close
+        self._owner = True
         self._check_embedder()
+
+    def for_tenant(self, tenant: str) -> Memory:
+        """The same memory (store, embedder, LLM, search recipe) seen by another tenant.
+
+        A view is cheap and holds nothing of its own: closing it does nothing; closing the
+        ``Memory`` it came from closes the store and stops every view's background jobs.
+        """
+        view = copy.copy(self)
+        view.tenant = Scope(tenant).tenant
+        view._worker = None
+        view._owner = False
+        return view
 
     def _check_embedder(self) -> None:
         """Refuse to mix vectors of two models in one store."""
@@ -130,9 +145,11 @@ class Memory:
     # --- context manager -----------------------------------------------------------------
 
     def close(self) -> None:
+        if not self._owner:
+            return
         self._stopping.set()
-        if self._worker is not None:
-            self._worker.join()
+        for worker in self._workers:
+            worker.join()
         self.store.close()
 
     def __enter__(self) -> Memory:
@@ -273,6 +290,7 @@ class Memory:
     def _start_worker(self) -> None:
         if self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(target=self._work, name="memlane-jobs", daemon=True)
+            self._workers.append(self._worker)
             self._worker.start()
 
     def _work(self) -> None:

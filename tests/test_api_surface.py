@@ -32,7 +32,13 @@ def _public(cls: type) -> dict[str, inspect.Signature]:
 def test_async_api_equals_sync_api() -> None:
     sync, aio = _public(Memory), _public(AsyncMemory)
     assert set(sync) == set(aio)
+    views = {"for_tenant"}  # returns a view of its own class at once: nothing to wait for
+    for name in views:
+        assert sync[name].return_annotation is Memory
+        assert aio[name] == sync[name].replace(return_annotation=AsyncMemory), name
     for name, signature in sync.items():
+        if name in views:
+            continue
         assert aio[name] == signature, name
         assert inspect.iscoroutinefunction(getattr(AsyncMemory, name)), name
     init_sync = inspect.signature(Memory.__init__, eval_str=True)

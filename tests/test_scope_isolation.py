@@ -69,3 +69,17 @@ def test_tenants_are_isolated(store: Store) -> None:
         globex.get(r.id)
     globex.forget(user_id="u1")
     assert acme.get(r.id).text == "acme roadmap"
+
+
+def test_a_tenant_view_shares_the_store_and_sees_only_its_tenant(mem: Memory) -> None:
+    mine = mem.add("the vault code is 7731", user_id="alice")[0]
+    other = mem.for_tenant("acme")
+    assert other.tenant == "acme" and other.store is mem.store
+    theirs = other.add("the vault code is 1200", user_id="alice")[0]
+    assert [h.memory.id for h in other.search("vault code", user_id="alice", kinds="turn")] \
+        == [theirs.id]
+    with pytest.raises(NotFoundError):
+        other.get(mine.id, user_id="alice")
+    other.close()  # a view closes nothing: the store stays open for its owner
+    assert [r.id for r in mem.get_all(user_id="alice")] == [mine.id]
+    assert mem.for_tenant("acme").get(theirs.id).text == "the vault code is 1200"
