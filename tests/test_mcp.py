@@ -487,3 +487,31 @@ async def _over_http(db: Path) -> None:
 
 def test_streamable_http_binds_each_call_to_its_key(tmp_path: Path) -> None:
     run(_over_http, tmp_path / "m.db")
+
+
+# --- the documented client configurations ------------------------------------------------
+
+
+def test_documented_client_configurations_start_the_server() -> None:
+    """Every server entry in the docs' JSON blocks and every `claude mcp add` line runs
+    `memlane mcp` with arguments the command accepts."""
+    import re
+
+    from memlane.cli.main import build_parser
+
+    from .conftest import ROOT
+
+    commands: list[list[str]] = []
+    for doc in (ROOT / "README.md", ROOT / "docs" / "mcp.md"):
+        text = doc.read_text(encoding="utf-8")
+        for block in re.findall(r"```json\n(.*?)```", text, re.S):
+            config = json.loads(block)
+            for entry in (config.get("mcpServers") or config["servers"]).values():
+                assert entry["command"] == "memlane" and entry.get("type", "stdio") == "stdio"
+                commands.append(entry["args"])
+        commands += [line.split(" -- memlane ", 1)[1].split()
+                     for line in re.findall(r"\$ (claude mcp add .*)", text)]
+    assert len(commands) >= 6
+    for args in commands:
+        parsed = build_parser().parse_args(args)
+        assert parsed.command == "mcp" and parsed.user_id == "me"
