@@ -33,11 +33,11 @@ def run(test: Callable[..., Awaitable[None]], *args: Any) -> None:
 
 
 @asynccontextmanager
-async def connect(db: Path, *args: str, log: Path | None = None,
-                  options: tuple[str, ...] = ()) -> AsyncIterator[ClientSession]:
+async def connect(db: Path, *args: str, log: Path | None = None, options: tuple[str, ...] = (),
+                  embedder: str = "fake") -> AsyncIterator[ClientSession]:
     """A client session with ``memlane mcp`` running as a subprocess on ``db``."""
     params = StdioServerParameters(
-        command=SCRIPT, args=["--db", str(db), "--embedder", "fake", *options, "mcp", *args],
+        command=SCRIPT, args=["--db", str(db), "--embedder", embedder, *options, "mcp", *args],
         env={"HOME": os.environ["HOME"], "XDG_DATA_HOME": os.environ["XDG_DATA_HOME"]})
     with open(log or db.with_suffix(".log"), "a", encoding="utf-8") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), \
@@ -77,7 +77,7 @@ def data_block(result: CallToolResult) -> list[str]:
 
 
 async def _every_tool(db: Path) -> None:
-    async with connect(db, "--user", "alice") as s:
+    async with connect(db, "--user", "alice", embedder="minilm") as s:
         listed = await s.list_tools()
         assert {t.name for t in listed.tools} == TOOLS  # no erasure unless allowed
         for tool in listed.tools:

@@ -137,8 +137,8 @@ def memory_out(record: MemoryRecord) -> MemoryOut:
 
 
 def memory_line(record: MemoryRecord) -> str:
-    note = f" ({record.kind}, {record.status})" if record.kind != "turn" or \
-        record.status != "active" else ""
+    plain = record.kind == "turn" and record.status == "active"
+    note = "" if plain else f" ({record.kind}, {record.status})"
     return _line(record.id, record.event_time, record.speaker or record.role, record.text, note)
 
 
@@ -155,10 +155,10 @@ def memories(records: list[MemoryRecord], about: str) -> CallToolResult:
 def page(records: list[MemoryRecord], offset: int, limit: int) -> CallToolResult:
     following = offset + len(records) if len(records) == limit else None
     out = PageOut(memories=[memory_out(r) for r in records], next_offset=following)
-    about = f"Memories {offset + 1} to {offset + len(records)}, oldest first" if records \
-        else "No memories at this offset."
+    about = (f"Memories {offset + 1} to {offset + len(records)}, oldest first." if records
+             else "No memories at this offset.")
     more = "" if following is None else f"\n(more: call again with offset={following})"
-    return result(block(about + ".", map(memory_line, records)) + more, out)
+    return result(block(about, map(memory_line, records)) + more, out)
 
 
 def one(record: MemoryRecord, about: str) -> CallToolResult:
