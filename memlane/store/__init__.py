@@ -8,8 +8,10 @@ from pathlib import Path
 from ..errors import ConfigurationError
 from .base import (
     AdminStore,
+    ApiKey,
     EraseCounts,
     JobStore,
+    KeyStore,
     LogStore,
     RecordQuery,
     RecordStore,
@@ -26,9 +28,11 @@ from .sqlite import SQLiteStore
 
 __all__ = [
     "AdminStore",
+    "ApiKey",
     "EraseCounts",
     "InMemoryStore",
     "JobStore",
+    "KeyStore",
     "LogStore",
     "RecordQuery",
     "RecordStore",
