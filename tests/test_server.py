@@ -4,6 +4,8 @@ SQLite and on PostgreSQL: every endpoint, keys and tenants, errors and limits.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from memlane.store import open_store
 
+from .conftest import env_with
 from .live_server import LiveServer, error_of, make_key, run_cli
 
 
@@ -260,3 +263,12 @@ def test_no_auth_only_on_loopback(tmp_path: Path) -> None:
         note = add(anyone, "no key needed here")
         assert note["tenant"] == "solo"
         assert anyone.get("/v1/jobs").status_code == 200
+
+
+def test_serve_without_the_server_extra_says_what_to_install(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['uvicorn'] = None; sys.modules['fastapi'] = None\n"
+            "from memlane.cli.main import main\n"
+            f"raise SystemExit(main(['--db', {str(tmp_path / 'x.db')!r}, 'serve']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env_with(MEMLANE_EMBEDDER="fake"))
+    assert done.returncode == 2 and "pip install 'memlane[server]'" in done.stderr

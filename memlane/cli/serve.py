@@ -91,5 +91,6 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--grace", type=float, default=30.0, help="seconds to finish the "
                     "requests in flight at shutdown (default: 30)")
     sp.add_argument("--log-level", default="info",
-                    choices=("critical", "error", "warning", "info", "debug"))
+                    choices=("critical", "error", "warning", "info", "debug"),
+                    help="how much the server logs (default: info)")
     sp.set_defaults(handler=cmd_serve, no_store=True)
