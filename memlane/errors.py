@@ -3,12 +3,17 @@
     MemlaneError
     ├── UsageError               the caller asked for something invalid; nothing changed
     │   ├── InvalidInputError    bad text, timestamp, scope, metadata or file
+    │   │   └── RequestTooLargeError  a request above the server's size limit
     │   ├── FilterError          a filter that does not parse (unknown field or operator)
     │   ├── ConfigurationError   an unknown store location or a missing optional extra
-    │   └── ReadOnlyError        a write to a store opened read-only (or not writable)
+    │   ├── ReadOnlyError        a write to a store opened read-only (or not writable)
+    │   └── AccessError          the server's key does not allow the request
+    │       ├── AuthenticationError    no key, an unknown key or a revoked one
+    │       └── PermissionDeniedError  the key may not do this (user, write, admin)
     ├── NotFoundError            no such memory in the caller's scope
     ├── ConflictError            a concurrent writer changed the memory first; retry
     └── BackendError             the store or a model failed at run time
+        ├── RateLimitedError     the server's per-key rate limit; retry after a while
         ├── StoreError           a database error, translated at the store boundary
         ├── ErasurePendingError  erased rows are gone, their bytes not yet: a reader holds them
         └── ModelError           an embedding model or an LLM failed to load or run
@@ -50,6 +55,23 @@ class ReadOnlyError(UsageError):
     """A write to a store that was opened read-only, or whose file cannot be written."""
 
 
+class RequestTooLargeError(InvalidInputError):
+    """A request to the server whose body is larger than the server accepts."""
+
+
+class AccessError(UsageError):
+    """The server refused the request because of its key (HTTP 401 or 403)."""
+
+
+class AuthenticationError(AccessError):
+    """No key, a key the server does not know, or a revoked key (HTTP 401)."""
+
+
+class PermissionDeniedError(AccessError):
+    """A valid key that may not do this: name another user than its own, write when it is
+    read-only, or act on the whole tenant without being an admin key (HTTP 403)."""
+
+
 class NotFoundError(MemlaneError, LookupError):
     """No memory with that id exists in the caller's scope."""
 
@@ -60,6 +82,14 @@ class ConflictError(MemlaneError):
 
 class BackendError(MemlaneError):
     """A run-time failure of the store or of a model; the request may succeed if retried."""
+
+
+class RateLimitedError(BackendError):
+    """Too many requests with one key; ``retry_after`` says how many seconds to wait."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StoreError(BackendError):

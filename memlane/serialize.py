@@ -5,11 +5,17 @@ Every ``*_from_dict`` reverses its ``*_to_dict`` exactly; a property test keeps 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
+from .read.context import Context
+from .store.base import ApiKey, EraseCounts, ScopeCounts
 from .timeutil import from_text, opt_from_text, opt_to_text, to_text
 from .types import HistoryEvent, Job, MemoryRecord, Message, SearchHit
+
+if TYPE_CHECKING:
+    from .exchange.jsonl import ImportReport
 
 _RECORD_TIMES = ("event_time", "valid_from", "created_at", "updated_at")
 _RECORD_OPT_TIMES = ("valid_to", "last_accessed_at", "expires_at")
@@ -92,3 +98,71 @@ def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
             for name, d in hit.explain.items()
         }
     return out
+
+
+def key_to_dict(key: ApiKey) -> dict[str, Any]:
+    """A key as listings show it: everything but its hash."""
+    return {"id": key.id, "tenant": key.tenant, "prefix": key.prefix, "users": list(key.users),
+            "read_only": key.read_only, "admin": key.admin, "label": key.label,
+            "created_at": to_text(key.created_at), "revoked_at": opt_to_text(key.revoked_at)}
+
+
+def context_to_dict(context: Context) -> dict[str, Any]:
+    """A packed context with the memories it shows (whole records) and their references;
+    ``sources`` and ``citations`` are derived from them, for readers without the class."""
+    return {"text": context.text, "memories": [record_to_dict(m) for m in context.memories],
+            "tokens": context.tokens, "budget_tokens": context.budget_tokens,
+            "complete": context.complete, "refs": list(context.refs),
+            "sources": context.sources, "citations": context.citations}
+
+
+def context_from_dict(data: dict[str, Any]) -> Context:
+    try:
+        return Context(text=data["text"], memories=[record_from_dict(m) for m in data["memories"]],
+                       tokens=data["tokens"], budget_tokens=data["budget_tokens"],
+                       complete=data["complete"], refs=tuple(data["refs"]))
+    except (KeyError, TypeError) as exc:
+        raise InvalidInputError(f"not a context: {exc}") from exc
+
+
+def erase_counts_to_dict(counts: EraseCounts) -> dict[str, Any]:
+    return asdict(counts)
+
+
+def erase_counts_from_dict(data: dict[str, Any]) -> EraseCounts:
+    try:
+        return EraseCounts(**data)
+    except TypeError as exc:
+        raise InvalidInputError(f"not erase counts: {exc}") from exc
+
+
+def scope_counts_to_dict(counts: ScopeCounts) -> dict[str, Any]:
+    return asdict(counts)
+
+
+def scope_counts_from_dict(data: dict[str, Any]) -> ScopeCounts:
+    try:
+        return ScopeCounts(**data)
+    except TypeError as exc:
+        raise InvalidInputError(f"not scope counts: {exc}") from exc
+
+
+def import_report_to_dict(report: ImportReport) -> dict[str, Any]:
+    return asdict(report)
+
+
+def import_report_from_dict(data: dict[str, Any]) -> ImportReport:
+    from .exchange.jsonl import ImportReport, ScopeImport, Tally
+
+    def tally(value: dict[str, int]) -> Tally:
+        return Tally(**value)
+
+    try:
+        scopes = [ScopeImport(**{**s, **{k: tally(s[k]) for k in ("restored", "skipped",
+                                                                   "conflicts")}})
+                  for s in data["scopes"]]
+        return ImportReport(tally(data["restored"]), tally(data["skipped"]),
+                            tally(data["conflicts"]), data["history"],
+                            list(data["conflict_ids"]), data["conflict_policy"], scopes)
+    except (KeyError, TypeError) as exc:
+        raise InvalidInputError(f"not an import report: {exc}") from exc

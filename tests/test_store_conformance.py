@@ -12,7 +12,7 @@ import pytest
 
 from memlane.errors import ConflictError, InvalidInputError
 from memlane.ids import new_id
-from memlane.store import RecordQuery, RecordUpdate, ScopeCounts, Store, WriteBatch
+from memlane.store import ApiKey, RecordQuery, RecordUpdate, ScopeCounts, Store, WriteBatch
 from memlane.types import (
     STATUSES,
     HistoryEvent,
@@ -508,3 +508,61 @@ def test_turns_citing_finds_the_turns_of_exactly_one_conversation(store: Store) 
     assert [r.text for r in store.turns_citing(other, ["m1"])] == ["same id elsewhere"]
     assert store.turns_citing(Scope("default", "alice"), ["m1"]) == []  # exact, not "any"
     assert store.turns_citing(Scope("other", "alice", None, "s1"), ["m1"]) == []
+
+
+def test_job_tenants_name_the_tenants_with_jobs_in_those_statuses(store: Store) -> None:
+    elsewhere = Scope("other", "alice")
+    store.write(WriteBatch(scope=ALICE, jobs=[job(ALICE), job(ALICE, status="done")]))
+    store.write(WriteBatch(scope=elsewhere, jobs=[job(elsewhere, status="running")]))
+    assert store.job_tenants(["pending", "running"]) == ["default", "other"]
+    assert store.job_tenants(["pending"]) == ["default"]
+    assert store.job_tenants(["failed"]) == []
+    assert store.job_tenants([]) == []
+
+
+def api_key(tenant: str = "acme", *, created: datetime = T0, **fields: object) -> ApiKey:
+    key_id = new_id()
+    base = ApiKey(id=key_id, tenant=tenant, hash=content_hash(key_id), prefix="mlk_ab12",
+                  created_at=created)
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def test_keys_are_kept_found_by_hash_listed_and_revoked(store: Store) -> None:
+    first = api_key(users=("alice", "bob"), read_only=True, label="reader")
+    second = api_key(created=T0 + timedelta(seconds=1), admin=True)
+    other = api_key("globex", created=T0 - timedelta(seconds=1))
+    for key in (first, second, other):
+        store.put_key(key)
+    assert store.find_key(first.hash) == first
+    assert store.find_key(content_hash("no such key")) is None
+    assert store.list_keys("acme") == [first, second]
+    assert store.list_keys() == [other, first, second]
+    assert store.list_keys("nobody") == []
+    when = T0 + timedelta(hours=1)
+    assert store.revoke_key(first.id, when) == replace(first, revoked_at=when)
+    # revoking again keeps the first time; an unknown id is None
+    assert store.revoke_key(first.id, when + timedelta(hours=1)) == replace(first,
+                                                                            revoked_at=when)
+    assert store.revoke_key("no-such-id", when) is None
+    assert store.find_key(first.hash) == replace(first, revoked_at=when)
+    assert store.find_key(second.hash) == second
+
+
+def test_a_key_id_or_hash_is_kept_once(store: Store) -> None:
+    key = api_key()
+    store.put_key(key)
+    with pytest.raises(InvalidInputError):
+        store.put_key(replace(key, hash=content_hash("another")))
+    with pytest.raises(InvalidInputError):
+        store.put_key(replace(key, id=new_id()))
+    assert store.list_keys() == [key]
+
+
+def test_keys_are_credentials_not_memories_erase_and_reset_keep_them(store: Store) -> None:
+    key = api_key("default", users=("alice",))
+    store.put_key(key)
+    put(store, ALICE, (record("x", ALICE), vec(1)))
+    store.erase(Scope("default", "alice"))
+    store.reset()
+    assert store.list_keys() == [key]
+    assert store.find_key(key.hash) == key

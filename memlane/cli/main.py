@@ -31,7 +31,7 @@ from ..exchange import locomo
 from ..llm.base import LLM
 from ..memory import Memory, default_location
 from ..store.base import ScopeField
-from . import demo, evaluate, mcp
+from . import demo, evaluate, keys, mcp, serve
 from .output import render_json, render_stats, render_table
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
@@ -429,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("demo", cmd_demo, "ingest a sample conversation and search it", False)
     evaluate.add_parser(sub)
     mcp.add_parser(sub)
+    keys.add_parser(sub)
+    serve.add_parser(sub)
     for command_parser in _commands(p):
         _global_options(command_parser, argparse.SUPPRESS)
     return p

@@ -8,8 +8,10 @@ from pathlib import Path
 from ..errors import ConfigurationError
 from .base import (
     AdminStore,
+    ApiKey,
     EraseCounts,
     JobStore,
+    KeyStore,
     LogStore,
     RecordQuery,
     RecordStore,
@@ -26,9 +28,11 @@ from .sqlite import SQLiteStore
 
 __all__ = [
     "AdminStore",
+    "ApiKey",
     "EraseCounts",
     "InMemoryStore",
     "JobStore",
+    "KeyStore",
     "LogStore",
     "RecordQuery",
     "RecordStore",
@@ -49,12 +53,14 @@ LOCATIONS = ("a SQLite file path, sqlite:///relative.db, sqlite:////absolute.db,
 
 
 def open_store(location: str | os.PathLike[str], *, read_only: bool = False,
-               create: bool = True) -> Store:
+               create: bool = True, connections: int | None = None) -> Store:
     """``":memory:"`` (in-process), a file path, ``sqlite:///relative.db``,
     ``sqlite:////absolute.db`` or ``postgresql://user@host:port/database``.
 
     ``read_only`` opens an existing SQLite file for reading only. Without ``create`` a
-    SQLite file must already exist (memlane never creates a PostgreSQL database)."""
+    SQLite file must already exist (memlane never creates a PostgreSQL database).
+    ``connections`` bounds the connections a PostgreSQL store's pool opens (a SQLite
+    store has one connection; an in-memory store none)."""
     if not isinstance(location, str | os.PathLike) or not isinstance(os.fspath(location), str):
         raise ConfigurationError(f"a store location is a string or a path, not "
                                  f"{type(location).__name__}: use {LOCATIONS}")
@@ -67,7 +73,8 @@ def open_store(location: str | os.PathLike[str], *, read_only: bool = False,
                                      "connect as a role that may only read")
         from .postgres import PostgresStore
 
-        return PostgresStore(text)
+        return PostgresStore(text) if connections is None else PostgresStore(
+            text, pool_size=connections)
     path = text.removeprefix("sqlite://").removeprefix("/") if text.startswith(
         "sqlite://") else text  # sqlite:///rel.db, sqlite:////abs/path.db
     if "://" in path:

@@ -345,9 +345,58 @@ class JobStore(Protocol):
         """Jobs of a tenant, oldest first."""
         ...
 
+    def job_tenants(self, statuses: Sequence[str]) -> list[str]:
+        """The tenants holding jobs in any of these statuses, sorted (a worker serving
+        every tenant looks here for work)."""
+        ...
+
     def tally_jobs(self, scope: Scope) -> dict[str, tuple[int, dict[str, int]]]:
         """Per job status in the scope: how many jobs, and the sum of their usage counters
         (``USAGE_KEYS``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A server credential bound to one tenant. The store keeps only ``hash`` (SHA-256 of
+    the secret key, which is shown once when made); ``prefix`` (its first characters) and
+    ``id`` name it in listings and revocation.
+
+    ``users``: the only users the key may name (empty: any user of the tenant).
+    ``read_only``: the key may not write. ``admin``: the key may act on the whole tenant."""
+
+    id: str
+    tenant: str
+    hash: str
+    prefix: str
+    created_at: datetime
+    users: tuple[str, ...] = ()
+    read_only: bool = False
+    admin: bool = False
+    label: str | None = None
+    revoked_at: datetime | None = None
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Server credentials (``ApiKey``). Keys are not memories: ``erase`` and ``reset`` keep
+    them; ``revoke_key`` is how a key ends."""
+
+    def put_key(self, key: ApiKey) -> None:
+        """Keep a new key (an id or hash already kept is ``InvalidInputError``)."""
+        ...
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not; None if there is none."""
+        ...
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key (or every key of one tenant), oldest first, revoked ones included."""
+        ...
+
+    def revoke_key(self, key_id: str, when: datetime) -> ApiKey | None:
+        """Mark a key revoked at ``when`` (a key revoked before keeps its first time); the
+        key as stored now, or None if there is no key with that id."""
         ...
 
 
@@ -376,7 +425,7 @@ class AdminStore(Protocol):
 
 
 @runtime_checkable
-class Store(RecordStore, SearchStore, LogStore, JobStore, AdminStore, Protocol):
+class Store(RecordStore, SearchStore, LogStore, JobStore, KeyStore, AdminStore, Protocol):
     """A place to keep memories: every role at once. One conformance suite holds every
     implementation to it; a caller that needs one role may name that role instead."""
 

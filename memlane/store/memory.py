@@ -16,6 +16,7 @@ from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
     HIDDEN_TURN,
     USAGE_KEYS,
+    ApiKey,
     EraseCounts,
     RecordQuery,
     ScopeCounts,
@@ -39,6 +40,7 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._keys: dict[str, ApiKey] = {}  # by id; kept by ``reset`` and ``erase``
         self.reset()
 
     def reset(self) -> None:
@@ -212,6 +214,32 @@ class InMemoryStore:
             jobs = [j for j in self._jobs.values() if j.tenant == tenant
                     and (statuses is None or j.status in statuses)]
         return sorted(jobs, key=lambda j: (j.created_at, j.id))[:limit]
+
+    def job_tenants(self, statuses: Sequence[str]) -> list[str]:
+        with self._lock:
+            return sorted({j.tenant for j in self._jobs.values() if j.status in statuses})
+
+    def put_key(self, key: ApiKey) -> None:
+        with self._lock:
+            if key.id in self._keys or self.find_key(key.hash) is not None:
+                raise InvalidInputError(f"key {key.id!r} (or its hash) is already kept")
+            self._keys[key.id] = key
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        with self._lock:
+            return next((k for k in self._keys.values() if k.hash == key_hash), None)
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        with self._lock:
+            keys = [k for k in self._keys.values() if tenant is None or k.tenant == tenant]
+        return sorted(keys, key=lambda k: (k.created_at, k.id))
+
+    def revoke_key(self, key_id: str, when: datetime) -> ApiKey | None:
+        with self._lock:
+            key = self._keys.get(key_id)
+            if key is not None and key.revoked_at is None:
+                key = self._keys[key_id] = replace(key, revoked_at=when)
+            return key
 
     def recent_messages(self, scope: Scope, limit: int) -> list[Message]:
         key = _scope_key(scope)

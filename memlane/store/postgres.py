@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 
 from ..errors import ConflictError, InvalidInputError, StoreError, missing_extra
 from ..text import Analyzer
+from ..timeutil import to_text
 from ..types import Job, MemoryRecord, Scope, Scored
 from . import rows as codec
 from .base import (
+    ApiKey,
     EraseCounts,
     RecordQuery,
     StoreCapabilities,
@@ -44,6 +46,7 @@ from .postgres_ann import (
 from .postgres_bm25 import bm25_rows, keywords
 from .postgres_schema import SCHEMA_LOCK, SCHEMA_VERSION, TABLES, migrate
 from .postgres_sql import DIALECT
+from .sql_keys import insert_sql, key_by_id, key_row, revoke_sql
 from .sql_reads import SQLReads, scope_where
 from .sql_store import SQLStore
 
@@ -296,6 +299,23 @@ class PostgresStore(SQLStore):
                               expected)).fetchone()
         if row is None:
             raise ConflictError(f"memory {record.id} changed; re-read and retry")
+
+    # --- keys (``erase`` and ``reset`` keep them) -----------------------------------------
+
+    def put_key(self, key: ApiKey) -> None:
+        try:
+            self._retrying(lambda conn: conn.execute(insert_sql("%s"), key_row(key)))
+        except self._psycopg.errors.UniqueViolation as exc:
+            raise InvalidInputError(f"key {key.id!r} (or its hash) is already kept") from exc
+        except self._psycopg.Error as exc:
+            raise StoreError(f"could not keep the key: {exc}") from exc
+
+    def revoke_key(self, key_id: str, when: datetime) -> ApiKey | None:
+        try:
+            self._retrying(lambda conn: conn.execute(revoke_sql("%s"), (to_text(when), key_id)))
+        except self._psycopg.Error as exc:
+            raise StoreError(f"could not revoke the key: {exc}") from exc
+        return key_by_id(self._rows, "%s", key_id)
 
     # --- jobs and forgetting ---------------------------------------------------------------
 

@@ -57,6 +57,11 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS ann_indexes (
         tenant TEXT NOT NULL, name TEXT NOT NULL, user_id TEXT, agent_id TEXT,
         session_id TEXT, dim INTEGER NOT NULL, PRIMARY KEY (tenant, name))""",
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY, tenant TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL, users TEXT NOT NULL, read_only INTEGER NOT NULL,
+        admin INTEGER NOT NULL, label TEXT, created_at TEXT NOT NULL, revoked_at TEXT)""",
+    "CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant, created_at)",
 ]
 KEYWORDS = [
     "ALTER TABLE memories ADD COLUMN IF NOT EXISTS kw_plain tsvector",
@@ -67,12 +72,14 @@ KEYWORD_INDEXES = [
     "CREATE INDEX IF NOT EXISTS memories_kw_plain ON memories USING gin (kw_plain)",
     "CREATE INDEX IF NOT EXISTS memories_kw_stem ON memories USING gin (kw_stem)",
 ]
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled);
 3: the terms recomputed with the tokenizer of any script; 4: idempotency keys kept with a
-digest of their add (``adds.fingerprint``, NULL for older keys)."""
+digest of their add (``adds.fingerprint``, NULL for older keys); 5: server keys
+(``api_keys``, created with the other tables)."""
 BACKFILL_BATCH = 5_000
 TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "ann_indexes", "meta")
+"""The tables ``reset`` empties: all but ``api_keys`` (keys are credentials, not memories)."""
 
 
 def migrate(conn: Any) -> None:

@@ -251,6 +251,11 @@ class SQLReads:
                          (*params, limit))
         return [codec.job(r) for r in rows]
 
+    def job_tenants(self, statuses: Sequence[str]) -> list[str]:
+        one_of, values = self.dialect.one_of(list(statuses))
+        rows = self.read(f"SELECT DISTINCT tenant FROM jobs WHERE status {one_of}", values)
+        return sorted(r[0] for r in rows)
+
     def claim_job_sql(self, tenant: str, job_id: str, now: datetime,
                       stale_before: datetime) -> tuple[str, Params]:
         """The UPDATE of ``Store.claim_job``, returning the job as claimed (run in a write

@@ -7,7 +7,8 @@ from collections.abc import Iterator, Sequence
 
 from ..text import Analyzer
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
-from .base import RecordQuery, ScopeCounts, Vector
+from . import sql_keys
+from .base import ApiKey, RecordQuery, ScopeCounts, Vector
 from .derived import DerivedIndex
 from .sql_reads import SQLReads
 
@@ -68,6 +69,15 @@ class SQLStore:
     def find_jobs(self, tenant: str, *, statuses: Sequence[str] | None = None,
                   limit: int = 100) -> list[Job]:
         return self._reads.find_jobs(tenant, statuses=statuses, limit=limit)
+
+    def job_tenants(self, statuses: Sequence[str]) -> list[str]:
+        return self._reads.job_tenants(statuses)
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        return sql_keys.find_key(self._reads.read, self._reads.dialect.mark, key_hash)
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        return sql_keys.list_keys(self._reads.read, self._reads.dialect.mark, tenant)
 
     def tally_jobs(self, scope: Scope) -> dict[str, tuple[int, dict[str, int]]]:
         return self._reads.tally_jobs(scope)

@@ -27,9 +27,11 @@ from ..errors import (
     ReadOnlyError,
     StoreError,
 )
+from ..timeutil import to_text
 from ..types import Job, MemoryRecord, Message, Scope
 from . import rows as codec
 from .base import (
+    ApiKey,
     EraseCounts,
     RecordQuery,
     StoreCapabilities,
@@ -40,6 +42,7 @@ from .base import (
     check_basis,
 )
 from .derived import DerivedIndex
+from .sql_keys import insert_sql, key_by_id, key_row, revoke_sql
 from .sql_reads import SQLReads, scope_where
 from .sql_store import SQLStore
 from .sqlite_erase import (
@@ -220,6 +223,20 @@ class SQLiteStore(SQLStore):
         with self._tx() as db:
             row = db.execute(sql, params).fetchone()
         return codec.job(row) if row else None
+
+    # --- keys (``erase`` and ``reset`` keep them) -----------------------------------------
+
+    def put_key(self, key: ApiKey) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(insert_sql("?"), key_row(key))
+        except sqlite3.IntegrityError as exc:
+            raise InvalidInputError(f"key {key.id!r} (or its hash) is already kept") from exc
+
+    def revoke_key(self, key_id: str, when: datetime) -> ApiKey | None:
+        with self._tx() as db:
+            db.execute(revoke_sql("?"), (to_text(when), key_id))
+        return key_by_id(self._rows, "?", key_id)
 
     # --- forgetting ----------------------------------------------------------------------
 

@@ -100,7 +100,22 @@ def _v4(db: sqlite3.Connection) -> None:
                "session_id, json_extract(source_ids, '$[0]')) WHERE kind = 'turn'")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite3.Connection) -> None:
+    """Server keys: only a hash of each secret is kept (``memlane keys``)."""
+    _run(
+        db,
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY, tenant TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL, users TEXT NOT NULL, read_only INTEGER NOT NULL,
+            admin INTEGER NOT NULL, label TEXT, created_at TEXT NOT NULL, revoked_at TEXT
+        );
+        CREATE INDEX api_keys_tenant ON api_keys (tenant, created_at)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 """Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
 
 

@@ -1,0 +1,96 @@
+"""``memlane serve``: the REST server on one store (extra ``server``; docs/server.md).
+
+Auth is on: every request needs a key of ``memlane keys create``. ``--no-auth`` serves one
+tenant (``--tenant``) to anyone who can connect, so it is refused unless the server listens
+on a loopback address only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from ..errors import UsageError, missing_extra
+from ..memory import Memory, default_location
+from ..store import open_store
+
+DEFAULT_PORT = 8420
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _open_memory(args: argparse.Namespace, connections: int) -> Memory:
+    from . import main as cli
+
+    location = args.db or os.environ.get("MEMLANE_DB") or str(default_location())
+    name = args.embedder or os.environ.get("MEMLANE_EMBEDDER") or "minilm"
+    if name not in cli.EMBEDDERS:
+        raise UsageError(f"unknown embedder {name!r}; choose from {cli.EMBEDDERS}")
+    store = open_store(location, read_only=args.read_only, connections=connections)
+    try:
+        return Memory(store=store, embedder=cli._make_embedder(name), llm=cli._make_llm())
+    except BaseException:
+        store.close()
+        raise
+
+
+def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
+    if a.no_auth and not is_loopback(a.host):
+        raise UsageError(f"--no-auth serves anyone who can connect: it is allowed only on a "
+                         f"loopback address (127.0.0.1, ::1, localhost), not {a.host}")
+    try:
+        import uvicorn
+
+        from ..server import Settings, create_app
+    except ImportError as exc:
+        raise missing_extra(exc.name or "fastapi", "server") from exc
+    tenant = a.tenant or os.environ.get("MEMLANE_TENANT") or "default"
+    # opened here, so that a bad --db or embedder fails before listening; the server's
+    # lifespan closes it once the requests in flight are answered
+    memory = _open_memory(a, a.threads + 2)  # the job runner's and a spare connection
+    settings = Settings(open_memory=lambda: memory, auth=not a.no_auth, tenant=tenant,
+                        max_body_bytes=a.max_body, rate=a.rate, burst=a.burst,
+                        threads=a.threads)
+    who = f"without keys, as tenant {tenant!r}" if a.no_auth else "with keys"
+    print(f"memlane: serving {who}", file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level=a.log_level,
+                    timeout_graceful_shutdown=a.grace)
+    finally:
+        memory.close()
+    return None
+
+
+def add_parser(sub: Any) -> None:
+    sp = sub.add_parser("serve", help="the REST server (needs memlane[server])",
+                        description="Serve the store over HTTP (docs/server.md).")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                    "(default: 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=DEFAULT_PORT,
+                    help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    sp.add_argument("--no-auth", action="store_true", help="serve --tenant without keys "
+                    "(only on a loopback address)")
+    sp.add_argument("--max-body", type=int, default=2 * 1024 * 1024,
+                    help="largest request body in bytes (default: 2 MiB)")
+    sp.add_argument("--rate", type=float, default=100.0,
+                    help="requests per second per key (default: 100; 0: no limit)")
+    sp.add_argument("--burst", type=int, default=200,
+                    help="requests a key may make at once (default: 200)")
+    sp.add_argument("--threads", type=int, default=8,
+                    help="requests served at once (default: 8)")
+    sp.add_argument("--grace", type=float, default=30.0, help="seconds to finish the "
+                    "requests in flight at shutdown (default: 30)")
+    sp.add_argument("--log-level", default="info",
+                    choices=("critical", "error", "warning", "info", "debug"),
+                    help="how much the server logs (default: info)")
+    sp.set_defaults(handler=cmd_serve, no_store=True)

@@ -1,0 +1,32 @@
+"""What a server is configured with (read by the CLI from its flags, never at import)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..memory import Memory
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """``open_memory`` builds the one ``Memory`` the server serves (in its lifespan, closed
+    at shutdown); each request sees it as the tenant of its key (``Memory.for_tenant``)."""
+
+    open_memory: Callable[[], Memory]
+    auth: bool = True
+    """Requests need a key (``memlane keys create``); off only on a loopback address."""
+    tenant: str = "default"
+    """Without auth, the tenant of every request."""
+    max_body_bytes: int = 2 * MIB
+    """Larger request bodies are refused with 413."""
+    rate: float = 100.0
+    """Requests per second allowed to each key, on average (0: no limit)."""
+    burst: int = 200
+    """Requests a key may make at once before ``rate`` applies."""
+    threads: int = 8
+    """Requests served at once (the rest wait); a PostgreSQL pool is sized to match."""
+    job_interval: float = 0.5
+    """Seconds between looks for background LLM jobs of any tenant (with an LLM)."""
