@@ -1,6 +1,7 @@
 """Plain-JSON forms of the stored values, used by export/import, the CLI and the servers.
 
-Every ``*_from_dict`` reverses its ``*_to_dict`` exactly; a property test keeps it so.
+Every ``*_from_dict`` reverses its ``*_to_dict`` exactly; a property test keeps it so. A
+value that has a ``to_dict`` method makes its own form.
 """
 
 from __future__ import annotations
@@ -8,33 +9,28 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import InvalidInputError
-from .timeutil import from_text, opt_from_text, opt_to_text, to_text
-from .types import HistoryEvent, Job, MemoryRecord, Message, SearchHit
-
-_RECORD_TIMES = ("event_time", "valid_from", "created_at", "updated_at")
-_RECORD_OPT_TIMES = ("valid_to", "last_accessed_at", "expires_at")
+from .timeutil import from_text, opt_from_text, to_text
+from .types import (
+    RECORD_OPT_TIMES,
+    RECORD_TIMES,
+    HistoryEvent,
+    Job,
+    MemoryRecord,
+    Message,
+    SearchHit,
+)
 
 
 def record_to_dict(record: MemoryRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in MemoryRecord.__dataclass_fields__:
-        value = getattr(record, name)
-        if name in _RECORD_TIMES:
-            value = to_text(value)
-        elif name in _RECORD_OPT_TIMES:
-            value = opt_to_text(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[name] = value
-    return out
+    return record.to_dict()
 
 
 def record_from_dict(data: dict[str, Any]) -> MemoryRecord:
     try:
         values = dict(data)
-        for name in _RECORD_TIMES:
+        for name in RECORD_TIMES:
             values[name] = from_text(values[name])
-        for name in _RECORD_OPT_TIMES:
+        for name in RECORD_OPT_TIMES:
             values[name] = opt_from_text(values.get(name))
         values["source_ids"] = tuple(values.get("source_ids", ()))
         values["tags"] = tuple(values.get("tags", ()))
@@ -45,9 +41,7 @@ def record_from_dict(data: dict[str, Any]) -> MemoryRecord:
 
 
 def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
-    out = {name: getattr(event, name) for name in HistoryEvent.__dataclass_fields__}
-    out["at"] = to_text(event.at)
-    return out
+    return event.to_dict()
 
 
 def event_from_dict(data: dict[str, Any]) -> HistoryEvent:
@@ -84,11 +78,4 @@ def job_to_dict(job: Job) -> dict[str, Any]:
 
 
 def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": hit.id, "memory_ids": list(hit.memory_ids),
-                           "score": round(hit.score, 6), "memory": record_to_dict(hit.memory)}
-    if hit.explain is not None:
-        out["explain"] = {
-            name: {"rank": d.rank, "raw_score": d.raw_score, "contribution": d.contribution}
-            for name, d in hit.explain.items()
-        }
-    return out
+    return hit.to_dict()
