@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .store.base import EraseCounts
+    from .erasure import EraseCounts
 
 
 class MemlaneError(Exception):

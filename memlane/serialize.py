@@ -1,46 +1,39 @@
 """Plain-JSON forms of the stored values, used by export/import, the CLI and the servers.
 
-Every ``*_from_dict`` reverses its ``*_to_dict`` exactly; a property test keeps it so.
+Every ``*_from_dict`` reverses its ``*_to_dict`` exactly; a property test keeps it so. A
+value that has a ``to_dict`` method makes its own form.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InvalidInputError
 from .read.context import Context
 from .store.base import ApiKey, EraseCounts, ScopeCounts
 from .timeutil import from_text, opt_from_text, opt_to_text, to_text
-from .types import HistoryEvent, Job, MemoryRecord, Message, SearchHit
-
-if TYPE_CHECKING:
-    from .exchange.jsonl import ImportReport
-
-_RECORD_TIMES = ("event_time", "valid_from", "created_at", "updated_at")
-_RECORD_OPT_TIMES = ("valid_to", "last_accessed_at", "expires_at")
+from .types import (
+    RECORD_OPT_TIMES,
+    RECORD_TIMES,
+    HistoryEvent,
+    Job,
+    MemoryRecord,
+    Message,
+    SearchHit,
+)
 
 
 def record_to_dict(record: MemoryRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in MemoryRecord.__dataclass_fields__:
-        value = getattr(record, name)
-        if name in _RECORD_TIMES:
-            value = to_text(value)
-        elif name in _RECORD_OPT_TIMES:
-            value = opt_to_text(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[name] = value
-    return out
+    return record.to_dict()
 
 
 def record_from_dict(data: dict[str, Any]) -> MemoryRecord:
     try:
         values = dict(data)
-        for name in _RECORD_TIMES:
+        for name in RECORD_TIMES:
             values[name] = from_text(values[name])
-        for name in _RECORD_OPT_TIMES:
+        for name in RECORD_OPT_TIMES:
             values[name] = opt_from_text(values.get(name))
         values["source_ids"] = tuple(values.get("source_ids", ()))
         values["tags"] = tuple(values.get("tags", ()))
@@ -51,9 +44,7 @@ def record_from_dict(data: dict[str, Any]) -> MemoryRecord:
 
 
 def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
-    out = {name: getattr(event, name) for name in HistoryEvent.__dataclass_fields__}
-    out["at"] = to_text(event.at)
-    return out
+    return event.to_dict()
 
 
 def event_from_dict(data: dict[str, Any]) -> HistoryEvent:
@@ -90,14 +81,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
 
 
 def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": hit.id, "memory_ids": list(hit.memory_ids),
-                           "score": round(hit.score, 6), "memory": record_to_dict(hit.memory)}
-    if hit.explain is not None:
-        out["explain"] = {
-            name: {"rank": d.rank, "raw_score": d.raw_score, "contribution": d.contribution}
-            for name, d in hit.explain.items()
-        }
-    return out
+    return hit.to_dict()
 
 
 def key_to_dict(key: ApiKey) -> dict[str, Any]:
@@ -145,24 +129,3 @@ def scope_counts_from_dict(data: dict[str, Any]) -> ScopeCounts:
         return ScopeCounts(**data)
     except TypeError as exc:
         raise InvalidInputError(f"not scope counts: {exc}") from exc
-
-
-def import_report_to_dict(report: ImportReport) -> dict[str, Any]:
-    return asdict(report)
-
-
-def import_report_from_dict(data: dict[str, Any]) -> ImportReport:
-    from .exchange.jsonl import ImportReport, ScopeImport, Tally
-
-    def tally(value: dict[str, int]) -> Tally:
-        return Tally(**value)
-
-    try:
-        scopes = [ScopeImport(**{**s, **{k: tally(s[k]) for k in ("restored", "skipped",
-                                                                   "conflicts")}})
-                  for s in data["scopes"]]
-        return ImportReport(tally(data["restored"]), tally(data["skipped"]),
-                            tally(data["conflicts"]), data["history"],
-                            list(data["conflict_ids"]), data["conflict_policy"], scopes)
-    except (KeyError, TypeError) as exc:
-        raise InvalidInputError(f"not an import report: {exc}") from exc

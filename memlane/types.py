@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .errors import InvalidInputError
+from .timeutil import opt_to_text, to_text
 
 Kind = str
 """``turn``, ``fact``, ``summary``, ``profile``, ``insight``, ``procedure`` or a custom kind."""
@@ -138,6 +139,10 @@ class Message:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+RECORD_TIMES = ("event_time", "valid_from", "created_at", "updated_at")
+RECORD_OPT_TIMES = ("valid_to", "last_accessed_at", "expires_at")
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryRecord:
     """One stored unit of memory. See DESIGN section 2 for the meaning of each field."""
@@ -178,9 +183,18 @@ class MemoryRecord:
         return index_text(self.text, self.speaker)
 
     def to_dict(self) -> dict[str, Any]:
-        from .serialize import record_to_dict
-
-        return record_to_dict(self)
+        """Plain JSON: times as text, tuples as lists (``serialize.record_from_dict``)."""
+        out: dict[str, Any] = {}
+        for name in MemoryRecord.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in RECORD_TIMES:
+                value = to_text(value)
+            elif name in RECORD_OPT_TIMES:
+                value = opt_to_text(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +213,9 @@ class HistoryEvent:
     at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        from .serialize import event_to_dict
-
-        return event_to_dict(self)
+        out = {name: getattr(self, name) for name in HistoryEvent.__dataclass_fields__}
+        out["at"] = to_text(self.at)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +252,14 @@ class SearchHit:
         return self.memory.text
 
     def to_dict(self) -> dict[str, Any]:
-        from .serialize import hit_to_dict
-
-        return hit_to_dict(self)
+        out: dict[str, Any] = {"id": self.id, "memory_ids": list(self.memory_ids),
+                               "score": round(self.score, 6), "memory": self.memory.to_dict()}
+        if self.explain is not None:
+            out["explain"] = {
+                name: {"rank": d.rank, "raw_score": d.raw_score, "contribution": d.contribution}
+                for name, d in self.explain.items()
+            }
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -458,7 +458,7 @@ def test_iter_history_yields_a_tenants_events_in_order(store: Store) -> None:
 
 
 STORE_PACKAGE = Path(__file__).resolve().parent.parent / "memlane" / "store"
-BELOW_THE_STORE = {"errors", "filters", "text", "timeutil", "types", "ids"}
+BELOW_THE_STORE = {"erasure", "errors", "filters", "ids", "kinds", "text", "timeutil", "types"}
 
 
 def _store_imports() -> dict[str, set[str]]:

@@ -177,7 +177,7 @@ def test_a_store_refuses_an_add_built_on_a_conversation_that_moved(store: Store)
 def test_an_add_that_keeps_losing_the_race_raises_conflict(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            ) -> None:
-    monkeypatch.setattr("memlane.memory.ADD_PATIENCE", 0.3)
+    monkeypatch.setattr("memlane.write.adding.ADD_PATIENCE", 0.3)
 
     class Moving(SQLiteStore):
         """A store whose conversation changes between every read and every write."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from dataclasses import asdict, dataclass, field, replace
+from typing import IO, Any, TypeVar
 
+from ..embed.base import Embedder
 from ..errors import InvalidInputError
 from ..serialize import (
     event_from_dict,
@@ -36,9 +37,6 @@ from ..types import (
     check_unicode,
     content_hash,
 )
-
-if TYPE_CHECKING:
-    from ..memory import Memory
 
 FORMAT = "memlane-export"
 VERSION = 1
@@ -174,31 +172,31 @@ class ImportReport:
         return report
 
 
-def import_export(memory: Memory, lines: Iterable[str], *,
+def import_export(store: Store, embedder: Embedder, tenant: str, lines: Iterable[str], *,
                   progress: bool = False) -> ImportReport:
-    """Load an export into ``memory``'s tenant: write what is missing (re-embedding its
-    memories), skip what is stored identically, and leave what is stored with other content
-    as it is, reported as a conflict. Importing the same file again writes nothing."""
+    """Load an export into ``tenant``: write what is missing (re-embedding its memories with
+    ``embedder``), skip what is stored identically, and leave what is stored with other
+    content as it is, reported as a conflict. Importing the same file again writes nothing."""
     from tqdm import tqdm
 
     groups = read_export(lines)
-    everything = RecordQuery(Scope(memory.tenant), statuses=STATUSES)
-    known = {(s.user_id, s.agent_id, s.session_id) for s in memory.store.scopes(everything)}
+    everything = RecordQuery(Scope(tenant), statuses=STATUSES)
+    known = {(s.user_id, s.agent_id, s.session_id) for s in store.scopes(everything)}
     scopes, conflict_ids = [], []
     for (_, user, agent, session), (messages, records, events) in tqdm(
         groups.items(), desc="import", unit="scope", disable=not progress
     ):
-        scope = Scope(memory.tenant, user, agent, session)
+        scope = Scope(tenant, user, agent, session)
         done = ScopeImport(user, agent, session, created=(user, agent, session) not in known)
-        conflict_ids += _restore(memory, scope, (messages, records, events), done)
+        conflict_ids += _restore(store, embedder, scope, (messages, records, events), done)
         scopes.append(done)
     return ImportReport.of(scopes, conflict_ids)
 
 
-def _restore(memory: Memory, scope: Scope, group: Group, done: ScopeImport) -> list[str]:
+def _restore(store: Store, embedder: Embedder, scope: Scope, group: Group,
+             done: ScopeImport) -> list[str]:
     """Write what of one scope's group is missing, counting into ``done``; return the ids
     stored with other content (the conflicts)."""
-    store = memory.store
     messages = [replace(m, tenant=scope.tenant) for m in group[0]]
     records = [replace(r, tenant=scope.tenant) for r in group[1]]
     new_messages, same_messages, clashing_messages = _sort(
@@ -208,20 +206,21 @@ def _restore(memory: Memory, scope: Scope, group: Group, done: ScopeImport) -> l
     done.skipped = Tally(same_messages, same_records)
     done.conflicts = Tally(len(clashing_messages), len(clashing_records))
     if new_messages or new_records:
-        _write(memory, scope, new_messages, new_records, group[2], done)
+        _write(store, embedder, scope, (new_messages, new_records, group[2]), done)
     return clashing_messages + clashing_records
 
 
-def _write(memory: Memory, scope: Scope, messages: list[Message], records: list[MemoryRecord],
-           events: list[HistoryEvent], done: ScopeImport) -> None:
+def _write(store: Store, embedder: Embedder, scope: Scope, group: Group,
+           done: ScopeImport) -> None:
     """Store the missing messages and records (re-embedded) with the records' history, in
     one batch keyed by their ids, so that a concurrent import of the same lines is a no-op."""
+    messages, records, events = group
     ids = {r.id for r in records}
     mine = [replace(e, tenant=scope.tenant) for e in events if e.memory_id in ids]
-    vectors = memory.embedder.embed([r.index_text for r in records], "document")
+    vectors = embedder.embed([r.index_text for r in records], "document")
     fingerprint = content_hash(*(f"{m.id}\0{m.content}" for m in messages),
                                *(f"{r.id}\0{r.text}" for r in records))
-    outcome = memory.store.write(WriteBatch(
+    outcome = store.write(WriteBatch(
         scope=scope, add_key="import:" + content_hash(*(m.id for m in messages), *sorted(ids)),
         add_fingerprint=fingerprint, messages=messages,
         inserts=list(zip(records, vectors, strict=True)), events=mine,
@@ -256,3 +255,22 @@ def _conversation(store: Store, scope: Scope) -> list[Message]:
     exact = (scope.user_id, scope.agent_id, scope.session_id)
     return [m for m in store.messages(scope, include_deleted=True)
             if (m.user_id, m.agent_id, m.session_id) == exact]
+
+
+def import_report_to_dict(report: ImportReport) -> dict[str, Any]:
+    return asdict(report)
+
+
+def import_report_from_dict(data: dict[str, Any]) -> ImportReport:
+    def tally(value: dict[str, int]) -> Tally:
+        return Tally(**value)
+
+    try:
+        scopes = [ScopeImport(**{**s, **{k: tally(s[k]) for k in ("restored", "skipped",
+                                                                   "conflicts")}})
+                  for s in data["scopes"]]
+        return ImportReport(tally(data["restored"]), tally(data["skipped"]),
+                            tally(data["conflicts"]), data["history"],
+                            list(data["conflict_ids"]), data["conflict_policy"], scopes)
+    except (KeyError, TypeError) as exc:
+        raise InvalidInputError(f"not an import report: {exc}") from exc

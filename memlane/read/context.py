@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..embed.base import Embedder
+from ..kinds import DERIVED_KINDS
+from ..store.base import RecordQuery, Store
 from ..tokens import count_many, count_tokens
 from ..types import MemoryRecord
+from . import search
 
 OPEN = "<memories>"
 CLOSE = "</memories>"
@@ -30,6 +34,12 @@ CHUNK = 10
 """Ranked results unfolded at a time: a small budget is filled from the first few."""
 MIN_ROOM = 12
 """Tokens left below which no further result is unfolded (a line rarely costs less)."""
+WHOLE_HISTORY_LIMIT = 5_000
+MIN_LINE_TOKENS = 4
+"""No context line costs fewer tokens (``[1] x``), so a scope with more memories than
+``budget / MIN_LINE_TOKENS`` cannot fit whole and is not tokenized whole."""
+CANDIDATES = 100
+"""Search results a context is packed from when the whole history does not fit."""
 
 Unfold = Callable[[Sequence[MemoryRecord]], Mapping[str, tuple[MemoryRecord, ...]]]
 """The memories behind each ranked record, by the record's id (``search.shown``)."""
@@ -120,6 +130,27 @@ def layout(records: Sequence[MemoryRecord], budget_tokens: int, *,
     lines.append(CLOSE)
     text = "\n".join(lines)
     return Context(text, ordered, count_tokens(text), budget_tokens, complete, tuple(refs))
+
+
+def build(store: Store, embedder: Embedder, config: search.SearchConfig, query: RecordQuery,
+          text: str, budget_tokens: int, pool: search.Pool | None = None) -> Context:
+    """The context of ``query``: the scope's whole history if it fits, else the memories
+    behind the best search results for ``text``."""
+    whole = whole_history(store, query, budget_tokens)
+    if whole is not None:
+        return whole
+    hits = search.rank(store, embedder, config, query, text, CANDIDATES, pool=pool)
+    return pack([h.memory for h in hits], budget_tokens,
+                lambda part: search.shown(store, query, part))
+
+
+def whole_history(store: Store, query: RecordQuery, budget_tokens: int) -> Context | None:
+    """Every memory of the query (derived ones left out), if they fit in the budget."""
+    history = replace(query, exclude_kinds=DERIVED_KINDS)
+    total = store.count(history)
+    if total > WHOLE_HISTORY_LIMIT or total * MIN_LINE_TOKENS > budget_tokens:
+        return None
+    return pack_whole(store.find(history), budget_tokens)
 
 
 def pack_whole(history: Sequence[MemoryRecord], budget_tokens: int) -> Context | None:

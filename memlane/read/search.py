@@ -14,6 +14,8 @@ what was ranked (a window's turns), which a caller can update, delete or cite.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -21,10 +23,10 @@ from dataclasses import dataclass, field, replace
 from ..embed.base import Embedder
 from ..errors import InvalidInputError
 from ..filters import And, parse
+from ..kinds import ENTITY, FACT, GRAPH_KINDS, RELATION, TURN, WINDOW
 from ..store.base import RecordQuery, Store
 from ..text import ANALYZERS, Analyzer, analyze
 from ..types import MemoryRecord, Scope, Scored, SearchHit, SignalDetail, Status
-from ..write.windows import WINDOW_KIND
 from .fusion import Fused, reciprocal_rank_fusion
 
 
@@ -35,7 +37,7 @@ class SearchConfig:
     retrievers: tuple[str, ...] = ("dense", "keyword", "graph")
     kinds: tuple[str, ...] | None = None
     """Kinds searched when the caller names none (None: every kind not excluded)."""
-    exclude_kinds: tuple[str, ...] = ("turn", "entity", "relation")
+    exclude_kinds: tuple[str, ...] = (TURN, *GRAPH_KINDS)
     analyzer: Analyzer = "stem"
     depth: int = 100
     rrf_k: int = 10
@@ -83,11 +85,11 @@ def graph(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQ
     mention (named ones count double), then by recency. Nothing when the scope has no
     entity graph (facts come from the LLM write path).
     """
-    names = replace(query, kinds=("entity",), exclude_kinds=(), filters=None)
+    names = replace(query, kinds=(ENTITY,), exclude_kinds=(), filters=None)
     named = [h.record.id for h in store.keyword_search(names, text, GRAPH_ENTITIES, "plain")]
     if not named:
         return []
-    links = replace(query, kinds=("relation",), exclude_kinds=(), filters=parse(
+    links = replace(query, kinds=(RELATION,), exclude_kinds=(), filters=parse(
         {"or": [{"metadata.subject": {"in": named}}, {"metadata.object": {"in": named}}]}))
     near = {i for r in store.find(links, limit=200)
             for i in (r.metadata.get("subject"), r.metadata.get("object"))
@@ -95,7 +97,7 @@ def graph(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQ
     wanted = [*named, *near]
     mention = parse({"or": [{"metadata.entities": {"contains": i}} for i in wanted]})
     assert mention is not None
-    scoped = replace(query, kinds=("fact",), exclude_kinds=(),
+    scoped = replace(query, kinds=(FACT,), exclude_kinds=(),
                      filters=mention if query.filters is None else And((query.filters, mention)))
     facts = store.find(scoped, limit=limit * 4, newest_first=True)
     weight = {i: 2.0 for i in named} | {i: 1.0 for i in near}
@@ -109,7 +111,7 @@ RETRIEVERS: dict[str, Retriever] = {"dense": dense, "keyword": keyword, "graph":
 
 def on_turns(**changes: object) -> SearchConfig:
     """A configuration ranking single turns, with no redundancy filter."""
-    base = SearchConfig(kinds=("turn",), exclude_kinds=(), redundancy=None)
+    base = SearchConfig(kinds=(TURN,), exclude_kinds=(), redundancy=None)
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -140,19 +142,47 @@ def resolve(config: str | SearchConfig | None, default: SearchConfig) -> SearchC
     return named
 
 
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memlane-retriever")
+class Pool:
+    """Threads that run a search's retrievers side by side: the model and the database both
+    release the GIL, so the query embedding overlaps the keyword search.
+
+    The threads start with the first search that has more than one retriever and stop at
+    ``close``; after that (or with no pool at all) retrievers run one after another.
+    """
+
+    def __init__(self, workers: int = 4) -> None:
+        self._workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def run(self, calls: Sequence[Callable[[], list[Scored]]]) -> list[list[Scored]]:
+        if len(calls) < 2:
+            return [call() for call in calls]
+        with self._lock:
+            if self._closed:
+                futures = None
+            else:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=self._workers, thread_name_prefix="memlane-retriever")
+                futures = [self._executor.submit(call) for call in calls]
+        if futures is None:
+            return [call() for call in calls]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed, executor, self._executor = True, self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 def _run_all(config: SearchConfig, store: Store, embedder: Embedder, query: RecordQuery,
-             text: str) -> list[list[Scored]]:
-    """Run retrievers concurrently: the model and the database both release the GIL, so
-    the query embedding overlaps the keyword search."""
-    calls = [(RETRIEVERS[n], (store, embedder, config, query, text, config.depth))
-             for n in config.retrievers]
-    if len(calls) == 1:
-        return [calls[0][0](*calls[0][1])]
-    futures = [_POOL.submit(fn, *args) for fn, args in calls]
-    return [f.result() for f in futures]
+             text: str, pool: Pool | None) -> list[list[Scored]]:
+    calls = [functools.partial(RETRIEVERS[n], store, embedder, config, query, text,
+                               config.depth) for n in config.retrievers]
+    return pool.run(calls) if pool is not None else [call() for call in calls]
 
 
 def thin(fused: Sequence[Fused], sources: Mapping[str, Sequence[Hashable]],
@@ -208,7 +238,7 @@ def shown(store: Store, query: RecordQuery,
     out: dict[str, tuple[MemoryRecord, ...]] = {}
     windows: dict[Conversation, list[MemoryRecord]] = {}
     for record in records:
-        if record.kind == WINDOW_KIND:
+        if record.kind == WINDOW:
             windows.setdefault(conversation(record), []).append(record)
         else:
             out[record.id] = (record,)
@@ -221,25 +251,28 @@ def shown(store: Store, query: RecordQuery,
 
 
 def run(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
-        text: str, limit: int, *, explain: bool = False) -> list[SearchHit]:
+        text: str, limit: int, *, explain: bool = False,
+        pool: Pool | None = None) -> list[SearchHit]:
     """Rank, then name the memories behind each hit (``shown``)."""
-    hits = rank(store, embedder, config, query, text, limit, explain=explain)
+    hits = rank(store, embedder, config, query, text, limit, explain=explain, pool=pool)
     behind = shown(store, query, [h.memory for h in hits])
     return [replace(h, memory_ids=tuple(r.id for r in behind[h.memory.id])) for h in hits]
 
 
 def rank(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQuery,
-         text: str, limit: int, *, explain: bool = False) -> list[SearchHit]:
+         text: str, limit: int, *, explain: bool = False,
+         pool: Pool | None = None) -> list[SearchHit]:
     """Rank with each retriever (to ``max(depth, limit)``), fuse, thin, cut to ``limit``;
-    the hits do not yet name the memories behind them."""
+    the hits do not yet name the memories behind them. The retrievers run side by side on
+    ``pool``, one after another without one."""
     if query.kinds is None and not query.exclude_kinds:
         query = replace(query, kinds=config.kinds, exclude_kinds=config.exclude_kinds)
     config = replace(config, depth=max(config.depth, limit))
     by_id: dict[str, MemoryRecord] = {}
     rankings: dict[str, list[str]] = {}
     raw: dict[str, dict[str, float]] = {}
-    for name, found in zip(config.retrievers, _run_all(config, store, embedder, query, text),
-                           strict=True):
+    found_by = _run_all(config, store, embedder, query, text, pool)
+    for name, found in zip(config.retrievers, found_by, strict=True):
         if not found:
             continue  # a signal with nothing to say takes no part in the fusion
         rankings[name] = [s.record.id for s in found]

@@ -15,12 +15,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import InvalidInputError
+from ..exchange.jsonl import import_report_to_dict
 from ..serialize import (
     context_to_dict,
     erase_counts_to_dict,
     event_to_dict,
     hit_to_dict,
-    import_report_to_dict,
     job_to_dict,
     message_to_dict,
     record_to_dict,

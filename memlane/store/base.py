@@ -16,8 +16,10 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ..erasure import EraseCounts as EraseCounts  # the stores name it from here
 from ..errors import ConflictError
 from ..filters import Node, matches
+from ..kinds import TURN
 from ..text import Analyzer
 from ..timeutil import to_text
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored, Status
@@ -203,27 +205,6 @@ def check_add_key_reuse(batch: WriteBatch, stored_scope: Scope,
 class WriteOutcome:
     applied: bool
     memory_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class EraseCounts:
-    """What ``erase`` removed, table by table, and what it verified of the bytes left.
-
-    ``wal_truncated``: every page of the write-ahead log was copied into the database file
-    and the log emptied (the log held the erased text too). ``verified_clean``: the store
-    checked that the erased bytes are in none of its files (freed space overwritten, log
-    truncated). Both are None where the store has no such files to check: in memory, and on
-    PostgreSQL, whose own WAL and data files memlane cannot inspect (see docs/postgres.md).
-    """
-
-    messages: int
-    memories: int
-    history: int
-    vectors: int
-    adds: int
-    jobs: int
-    wal_truncated: bool | None = None
-    verified_clean: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,7 +411,7 @@ class Store(RecordStore, SearchStore, LogStore, JobStore, KeyStore, AdminStore, 
     implementation to it; a caller that needs one role may name that role instead."""
 
 
-HIDDEN_TURN = ("turn", "deleted")
+HIDDEN_TURN = (TURN, "deleted")
 """The (kind, status) of a memory whose raw message ``messages`` leaves out."""
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 import numpy as np
 
 from ..errors import ConflictError, InvalidInputError
+from ..kinds import TURN
 from ..text import Analyzer
 from ..types import HistoryEvent, Job, MemoryRecord, Message, Scope, Scored
 from .base import (
@@ -108,7 +109,7 @@ class InMemoryStore:
     def turns_citing(self, scope: Scope, message_ids: Sequence[str]) -> list[MemoryRecord]:
         wanted, key = set(message_ids), _scope_key(scope)
         with self._lock:
-            return [r for r in self._records.values() if r.kind == "turn" and r.source_ids
+            return [r for r in self._records.values() if r.kind == TURN and r.source_ids
                     and r.source_ids[0] in wanted and _scope_key(r.scope) == key]
 
     def _admitted(self, query: RecordQuery) -> list[MemoryRecord]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kinds import TURN
 from ..timeutil import to_text
 from ..types import SCOPE_FIELDS, HistoryEvent, Job, MemoryRecord, Message, Scope, index_text
 from . import rows as codec
@@ -128,7 +129,7 @@ class SQLReads:
 
     def turns_citing(self, scope: Scope, message_ids: Sequence[str]) -> list[MemoryRecord]:
         d = self.dialect
-        sql = (f"SELECT {self._cols(codec.COLS)} FROM memories WHERE kind = 'turn' AND "
+        sql = (f"SELECT {self._cols(codec.COLS)} FROM memories WHERE kind = '{TURN}' AND "
                f"tenant = {d.mark} AND user_id = {d.mark} AND agent_id = {d.mark} AND "
                f"session_id = {d.mark} AND {d.first_source} {{ids}}")
         return [codec.record(r) for r in

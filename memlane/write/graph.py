@@ -13,12 +13,10 @@ import re
 from dataclasses import replace
 from datetime import datetime
 
+from .. import kinds
 from ..ids import new_id
 from ..types import MemoryRecord, Scope, content_hash
 
-ENTITY_KIND = "entity"
-RELATION_KIND = "relation"
-GRAPH_KINDS = (ENTITY_KIND, RELATION_KIND)
 MERGE_SIMILARITY = 0.95
 """Dense score (cosine mapped to [0, 1]) above which two differently spelled names merge."""
 
@@ -39,7 +37,7 @@ def owner_scope(record: MemoryRecord) -> Scope:
 
 def entity(name: str, fact: MemoryRecord, now: datetime) -> MemoryRecord:
     owner = owner_scope(fact)
-    return replace(fact, id=new_id(), kind=ENTITY_KIND, text=name, speaker=None,
+    return replace(fact, id=new_id(), kind=kinds.ENTITY, text=name, speaker=None,
                    hash=content_hash(name), user_id=owner.user_id, agent_id=owner.agent_id,
                    session_id=owner.session_id, created_at=now, updated_at=now,
                    metadata={"norm": normalize(name)}, version=1, status="active",
@@ -49,7 +47,7 @@ def entity(name: str, fact: MemoryRecord, now: datetime) -> MemoryRecord:
 def relation(subject: MemoryRecord, predicate: str, obj: MemoryRecord, fact: MemoryRecord,
              now: datetime) -> MemoryRecord:
     text = f"{subject.text} {predicate} {obj.text}"
-    return replace(fact, id=new_id(), kind=RELATION_KIND, text=text, speaker=None,
+    return replace(fact, id=new_id(), kind=kinds.RELATION, text=text, speaker=None,
                    hash=content_hash(text), created_at=now, updated_at=now, version=1,
                    status="active", valid_to=None, superseded_by=None,
                    metadata={"subject": subject.id, "predicate": predicate,

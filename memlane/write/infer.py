@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from .. import kinds
 from ..embed.base import Embedder
 from ..errors import ModelError, ModelOutputError
 from ..filters import parse
@@ -23,10 +24,10 @@ from ..read import search as pipeline
 from ..store.base import RecordQuery, RecordUpdate, Store, Vector, WriteBatch
 from ..timeutil import utcnow
 from ..types import HistoryEvent, Job, MemoryRecord, Message, content_hash
-from . import extract, graph, reconcile
+from . import extract, graph, history, reconcile
+from .reconcile import ACTOR
 
 SIMILAR_FACTS = 5
-SUMMARY_KIND = "summary"
 MAX_ATTEMPTS = 3
 
 
@@ -54,8 +55,9 @@ class _Plan:
 class Inference:
     """Runs jobs for one store, embedder and LLM."""
 
-    def __init__(self, store: Store, embedder: Embedder, llm: LLM) -> None:
-        self.store, self.embedder, self.llm = store, embedder, llm
+    def __init__(self, store: Store, embedder: Embedder, llm: LLM,
+                 pool: pipeline.Pool | None = None) -> None:
+        self.store, self.embedder, self.llm, self.pool = store, embedder, llm, pool
 
     def run(self, job: Job) -> Job:
         """Run (or re-run) a job; return it as stored afterwards."""
@@ -109,7 +111,7 @@ class Inference:
 
     def _summary(self, anchor: MemoryRecord) -> MemoryRecord | None:
         """The rolling summary of the anchor's conversation (exactly its scope)."""
-        found = self.store.find(RecordQuery(anchor.scope, kinds=(SUMMARY_KIND,)))
+        found = self.store.find(RecordQuery(anchor.scope, kinds=(kinds.SUMMARY,)))
         exact = [s for s in found if s.scope == anchor.scope]
         return exact[-1] if exact else None
 
@@ -121,19 +123,20 @@ class Inference:
         vector = self.embedder.embed_one(text, "document")
         if current is None:
             first = turns[0]
-            record = replace(first, id=new_id(), kind=SUMMARY_KIND, text=text, role=None,
+            record = replace(first, id=new_id(), kind=kinds.SUMMARY, text=text, role=None,
                              speaker=None, hash=content_hash(text), source_ids=new_sources,
                              created_at=now, updated_at=now, metadata={}, version=1)
             record = replace(record, event_time=turns[-1].event_time)
             plan.inserts[record.id] = (record, vector)
-            plan.events.append(reconcile.event(record, "add", None, text, "summary"))
+            plan.events.append(history.event(record, "add", None, text, ACTOR, "summary"))
             return
         record = replace(current, text=text, hash=content_hash(text),
                          source_ids=tuple(dict.fromkeys((*current.source_ids, *new_sources))),
                          event_time=turns[-1].event_time, version=current.version + 1,
                          updated_at=now)
         self._stage_update(plan, current, record, vector)
-        plan.events.append(reconcile.event(record, "update", current.text, text, "summary"))
+        plan.events.append(history.event(record, "update", current.text, text, ACTOR,
+                                          "summary"))
 
     def _context(self, turns: list[MemoryRecord]) -> list[Message]:
         new = {t.source_ids[0] for t in turns}
@@ -145,9 +148,9 @@ class Inference:
                  plan: _Plan) -> list[MemoryRecord]:
         """The most similar current facts: stored ones as this job has changed them, and
         the ones this job added."""
-        query = RecordQuery(graph.owner_scope(anchor), kinds=(reconcile.FACT_KIND,))
+        query = RecordQuery(graph.owner_scope(anchor), kinds=(kinds.FACT,))
         hits = pipeline.run(self.store, self.embedder, pipeline.on_turns(
-            kinds=(reconcile.FACT_KIND,)), query, text, SIMILAR_FACTS)
+            kinds=(kinds.FACT,)), query, text, SIMILAR_FACTS, pool=self.pool)
         stored = [plan.updates[h.id][0] if h.id in plan.updates else h.memory for h in hits]
         pool = [r for r in stored if r.status == "active"]
         pool += [r for r, _ in plan.inserts.values() if r.status == "active"]
@@ -170,18 +173,19 @@ class Inference:
             new = self._linked(reconcile.updated(target, decision, now), decision.candidate,
                                plan)
             self._stage_update(plan, target, new, self.embedder.embed_one(new.text))
-            plan.events.append(reconcile.event(new, "update", target.text, new.text,
-                                               decision.reason))
+            plan.events.append(history.event(new, "update", target.text, new.text, ACTOR,
+                                             decision.reason or None))
         else:
             new = reconcile.new_fact(decision.candidate, decision.text, anchor, now)
             new = self._linked(new, decision.candidate, plan)
             plan.inserts[new.id] = (new, self.embedder.embed_one(new.index_text, "document"))
-            plan.events.append(reconcile.event(new, "add", None, new.text, decision.reason))
+            plan.events.append(history.event(new, "add", None, new.text, ACTOR,
+                                             decision.reason or None))
             if action == "SUPERSEDE" and target is not None:
                 old = reconcile.superseded(target, new, now)
                 self._stage_update(plan, target, old, None)
-                plan.events.append(reconcile.event(old, "supersede", target.text, new.text,
-                                                   decision.reason))
+                plan.events.append(history.event(old, "supersede", target.text, new.text,
+                                                 ACTOR, decision.reason or None))
                 self._close_relations(target, new, plan)
         plan.actions.append({"action": action, "memory_id": new.id, "text": new.text,
                              "replaces": target.id if target else "", "reason": decision.reason})
@@ -197,7 +201,8 @@ class Inference:
             if subject in known and obj in known:
                 rel = graph.relation(known[subject], predicate, known[obj], fact, now)
                 plan.inserts[rel.id] = (rel, self.embedder.embed_one(rel.text, "document"))
-                plan.events.append(reconcile.event(rel, "add", None, rel.text, "relation"))
+                plan.events.append(history.event(rel, "add", None, rel.text, ACTOR,
+                                                 "relation"))
         ids = list(dict.fromkeys([*fact.metadata.get("entities", []),
                                   *(e.id for e in known.values())]))
         return replace(fact, metadata={**fact.metadata, "entities": ids}) if ids else fact
@@ -211,11 +216,11 @@ class Inference:
         if norm in plan.entities:
             return plan.entities[norm]
         owner = graph.owner_scope(fact)
-        same = self.store.find(RecordQuery(owner, kinds=(graph.ENTITY_KIND,),
+        same = self.store.find(RecordQuery(owner, kinds=(kinds.ENTITY,),
                                            filters=parse({"metadata.norm": norm})), limit=1)
         vector = self.embedder.embed_one(name, "document")
         if not same:
-            near = self.store.vector_search(RecordQuery(owner, kinds=(graph.ENTITY_KIND,)),
+            near = self.store.vector_search(RecordQuery(owner, kinds=(kinds.ENTITY,)),
                                             vector, 1)
             same = [h.record for h in near if h.score >= graph.MERGE_SIMILARITY]
         if same:
@@ -224,20 +229,20 @@ class Inference:
         new = graph.entity(name, fact, utcnow())
         plan.inserts[new.id] = (new, vector)
         plan.entities[norm] = new
-        plan.events.append(reconcile.event(new, "add", None, new.text, "entity"))
+        plan.events.append(history.event(new, "add", None, new.text, ACTOR, "entity"))
         return new
 
     def _close_relations(self, old: MemoryRecord, new: MemoryRecord, plan: _Plan) -> None:
         """Relations read from a superseded fact stop being valid when it does."""
-        stored = self.store.find(RecordQuery(graph.owner_scope(old), kinds=(graph.RELATION_KIND,),
+        stored = self.store.find(RecordQuery(graph.owner_scope(old), kinds=(kinds.RELATION,),
                                              filters=parse({"metadata.fact": old.id})))
         staged = [r for r, _ in plan.inserts.values()
-                  if r.kind == graph.RELATION_KIND and r.metadata.get("fact") == old.id]
+                  if r.kind == kinds.RELATION and r.metadata.get("fact") == old.id]
         for rel in [*stored, *staged]:
             closed = reconcile.superseded(rel, new, utcnow())
             self._stage_update(plan, rel, closed, None)
-            plan.events.append(reconcile.event(closed, "supersede", rel.text, None,
-                                               "its fact was superseded"))
+            plan.events.append(history.event(closed, "supersede", rel.text, None, ACTOR,
+                                             "its fact was superseded"))
 
     @staticmethod
     def _stage_update(plan: _Plan, before: MemoryRecord, after: MemoryRecord,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .. import kinds
 from ..errors import InvalidInputError
 from ..ids import new_id
 from ..timeutil import TimeLike, parse_time, to_text
@@ -158,7 +159,7 @@ def build(scope: Scope, incoming: Sequence[Incoming], *, timestamp: TimeLike | N
         ))
         turns.append(MemoryRecord(
             id=new_id(), tenant=scope.tenant, user_id=scope.user_id, agent_id=scope.agent_id,
-            session_id=scope.session_id, kind="turn", text=item.content, role=item.role,
+            session_id=scope.session_id, kind=kinds.TURN, text=item.content, role=item.role,
             speaker=item.name, hash=content_hash(item.content), source_ids=(message_id,),
             event_time=event_time, valid_from=event_time, created_at=now, updated_at=now,
             metadata=merged,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from .. import kinds
 from ..embed.base import Embedder
 from ..filters import parse
 from ..store.base import Basis, RecordQuery, Store, Vector, depended
@@ -84,7 +85,7 @@ def _own_windows(store: Store, scope: Scope, ends: set[str]) -> dict[str, Memory
     end with it (a window loses its last turn only when that turn is deleted)."""
     if not ends:
         return {}
-    found = store.find(RecordQuery(scope, kinds=(windows.WINDOW_KIND,), filters=parse(
+    found = store.find(RecordQuery(scope, kinds=(kinds.WINDOW,), filters=parse(
         {"or": [{"source_ids": {"contains": end}} for end in sorted(ends)]})))
     own: dict[str, MemoryRecord] = {}
     for window in sorted(found, key=lambda w: w.id):  # ids increase: the first made first

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from .. import kinds
 from ..errors import ModelOutputError
 from ..ids import new_id
 from ..llm.base import LLM, Usage
 from ..prompts import reconcile as prompt
-from ..types import HistoryEvent, MemoryRecord, content_hash
+from ..types import MemoryRecord, content_hash
 from .extract import Candidate
 
-FACT_KIND = "fact"
 ACTOR = "llm"
 
 
@@ -59,19 +59,12 @@ def new_fact(candidate: Candidate, text: str, template: MemoryRecord,
     """A fact memory in the scope of ``template`` (one of the turns it came from)."""
     return MemoryRecord(
         id=new_id(), tenant=template.tenant, user_id=template.user_id,
-        agent_id=template.agent_id, session_id=template.session_id, kind=FACT_KIND, text=text,
+        agent_id=template.agent_id, session_id=template.session_id, kind=kinds.FACT, text=text,
         role=None, speaker=candidate.speaker, hash=content_hash(text),
         source_ids=candidate.source_ids, event_time=candidate.event_time,
         valid_from=candidate.event_time, created_at=now, updated_at=now,
         metadata={"extracted_by": prompt.VERSION},
     )
-
-
-def event(record: MemoryRecord, op: str, old: str | None, new: str | None,
-          reason: str) -> HistoryEvent:
-    return HistoryEvent(id=new_id(), memory_id=record.id, tenant=record.tenant, op=op,
-                        version=record.version, old_text=old, new_text=new, actor=ACTOR,
-                        reason=reason or None, at=record.updated_at)
 
 
 def updated(target: MemoryRecord, decision: Decision, now: datetime) -> MemoryRecord:

@@ -20,14 +20,11 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from .. import kinds
 from ..ids import new_id
 from ..types import MemoryRecord, Message, content_hash
 
-WINDOW_KIND = "window"
 WINDOW_TURNS = 3
-DERIVED_KINDS = (WINDOW_KIND, "entity", "relation")
-"""Kinds derived from other memories (windows of turns, the entity graph of facts); hidden
-from listings and the whole-history context unless asked for by kind."""
 
 Vector = npt.NDArray[np.float32]
 
@@ -54,7 +51,7 @@ def build(lines: Sequence[Line], newest: MemoryRecord, now: datetime) -> tuple[M
     text = "\n".join(line.text for line in lines)
     record = MemoryRecord(
         id=new_id(), tenant=newest.tenant, user_id=newest.user_id, agent_id=newest.agent_id,
-        session_id=newest.session_id, kind=WINDOW_KIND, text=text, role=None, speaker=None,
+        session_id=newest.session_id, kind=kinds.WINDOW, text=text, role=None, speaker=None,
         hash=content_hash(text), source_ids=tuple(line.source_id for line in lines),
         event_time=newest.event_time, valid_from=newest.valid_from, created_at=now,
         updated_at=now, metadata=dict(newest.metadata),

@@ -1,0 +1,117 @@
+"""Changes to stored memories: a new text, a soft delete, and the windows they touch.
+
+A window shows its turns as they are: when one of them changes or is deleted, the windows
+that show it are rebuilt in the same batch, and a window left with no turn is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from .. import kinds
+from ..embed.base import Embedder
+from ..filters import parse
+from ..store.base import RecordQuery, RecordUpdate, Store, WriteBatch
+from ..timeutil import utcnow
+from ..types import HistoryEvent, MemoryRecord, Scope, Status, content_hash
+from . import windows
+from .history import check_note, event
+
+SYSTEM = "system"
+LIVE: tuple[Status, ...] = ("active", "superseded", "archived")
+SEEN: tuple[Status, ...] = ("active", "superseded", "deleted")
+
+
+def update(store: Store, embedder: Embedder, current: MemoryRecord, text: str,
+           metadata: Mapping[str, Any], actor: str, reason: str | None) -> MemoryRecord:
+    """Write ``current`` with a new (checked) text and merged metadata, as a new version."""
+    new = replace(current, text=text, hash=content_hash(text),
+                  metadata={**current.metadata, **metadata},
+                  version=current.version + 1, updated_at=utcnow())
+    vector = embedder.embed([new.index_text], "document")[0]
+    updates, events = _touched(store, embedder, new)
+    check_note(actor, reason)
+    store.write(WriteBatch(
+        scope=current.scope, updates=[RecordUpdate(new, current.version, vector), *updates],
+        events=[event(new, "update", current.text, text, actor, reason), *events],
+    ))
+    return new
+
+
+def delete(store: Store, embedder: Embedder, current: MemoryRecord, actor: str,
+           reason: str | None) -> MemoryRecord:
+    """Soft-delete ``current`` (and rebuild the windows that showed it, if a turn)."""
+    new = deleted(current)
+    updates, events = _touched(store, embedder, new)
+    check_note(actor, reason)
+    store.write(WriteBatch(
+        scope=current.scope, updates=[RecordUpdate(new, current.version), *updates],
+        events=[event(new, "delete", current.text, None, actor, reason), *events],
+    ))
+    return new
+
+
+def delete_all(store: Store, scope: Scope, actor: str, reason: str | None) -> int:
+    """Soft-delete every memory of ``scope``; return how many were not derived."""
+    records = store.find(RecordQuery(scope, statuses=LIVE))
+    if not records:
+        return 0
+    check_note(actor, reason)
+    updates, events = [], []
+    for record in records:
+        new = deleted(record)
+        updates.append(RecordUpdate(new, record.version))
+        events.append(event(new, "delete", record.text, None, actor, reason))
+    store.write(WriteBatch(scope=scope, updates=updates, events=events))
+    return sum(1 for r in records if r.kind not in kinds.DERIVED_KINDS)
+
+
+def deleted(record: MemoryRecord) -> MemoryRecord:
+    return replace(record, status="deleted", version=record.version + 1, updated_at=utcnow())
+
+
+def _touched(store: Store, embedder: Embedder,
+             new: MemoryRecord) -> tuple[list[RecordUpdate], list[HistoryEvent]]:
+    return refresh_windows(store, embedder, new) if new.kind == kinds.TURN else ([], [])
+
+
+def refresh_windows(store: Store, embedder: Embedder,
+                    turn: MemoryRecord) -> tuple[list[RecordUpdate], list[HistoryEvent]]:
+    """New versions of the windows that show ``turn``, built from their turns as they
+    are now; a deleted turn drops out, a window left with no turn is deleted."""
+    source = turn.source_ids[0]
+    affected = store.find(RecordQuery(
+        turn.scope, filters=parse({"source_ids": {"contains": source}}),
+        kinds=(kinds.WINDOW,)))
+    updates, events = [], []
+    for window in affected:
+        lines = window_lines(store, embedder, window, turn)
+        now = utcnow()
+        if lines:
+            new, vector = windows.rebuilt(window, lines, now)
+            updates.append(RecordUpdate(new, window.version, vector))
+            events.append(event(new, "update", window.text, new.text, SYSTEM,
+                                "a turn of this window changed"))
+        else:
+            new = deleted(window)
+            updates.append(RecordUpdate(new, window.version))
+            events.append(event(new, "delete", window.text, None, SYSTEM,
+                                "every turn of this window was deleted"))
+    return updates, events
+
+
+def window_lines(store: Store, embedder: Embedder, window: MemoryRecord,
+                 changed: MemoryRecord) -> list[windows.Line]:
+    """The lines of ``window`` with ``changed`` as it is now (a deleted turn left out)."""
+    lines = []
+    for source in window.source_ids:
+        turns = [changed] if source == changed.source_ids[0] else store.find(
+            RecordQuery(window.scope, filters=parse({"source_ids": {"contains": source}}),
+                        kinds=(kinds.TURN,), statuses=SEEN))
+        found = [t for t in turns if t.status != "deleted"]
+        if found:
+            text = found[0].index_text
+            lines.append(windows.Line(source, text, embedder.embed_one(text, "document")))
+    return lines

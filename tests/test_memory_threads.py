@@ -1,0 +1,49 @@
+"""The threads a Memory starts (the retrievers' pool, the background job workers) are its
+own: its tenant views share them, and closing the Memory, not a view, stops them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from memlane import FakeEmbedder, Memory
+from memlane.llm import ScriptedLLM, replay
+
+
+def _started(before: set[threading.Thread], name: str) -> list[threading.Thread]:
+    """Threads of that name started since ``before`` and still running."""
+    return [t for t in threading.enumerate()
+            if t not in before and t.name.startswith(name) and t.is_alive()]
+
+
+def test_the_owner_stops_the_search_threads_and_a_view_closes_nothing() -> None:
+    before = set(threading.enumerate())
+    mem = Memory(":memory:", embedder=FakeEmbedder())
+    mem.add("the vault code is 7731", user_id="alice")
+    view = mem.for_tenant("acme")
+    view.add("the vault code is 1200", user_id="alice")
+    assert [h.text for h in view.search("vault code", user_id="alice")] == [
+        "the vault code is 1200"]
+    started = _started(before, "memlane-retriever")
+    assert started  # hybrid search runs its retrievers side by side
+    view.close()
+    assert [h.text for h in mem.search("vault code", user_id="alice")] == [
+        "the vault code is 7731"]
+    assert all(t.is_alive() for t in started)  # the view shared the pool, and left it
+    mem.close()
+    assert _started(before, "memlane-retriever") == []
+
+
+def test_closing_the_owner_stops_the_job_workers_of_its_views(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    mem = Memory(tmp_path / "m.db", embedder=FakeEmbedder(),
+                 llm=ScriptedLLM(replay([{"facts": []}])))
+    view = mem.for_tenant("acme")
+    view.add("I live in Oslo.", user_id="alice", infer="background")
+    assert view.wait_for_jobs(timeout=30)
+    assert [j.status for j in view.jobs()] == ["done"] and mem.jobs() == []
+    assert _started(before, "memlane-jobs")
+    view.close()
+    assert _started(before, "memlane-jobs")  # a view closes nothing
+    mem.close()
+    assert _started(before, "memlane-jobs") == []
