@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,28 +296,17 @@ def test_stats_table_is_readable(db: Path) -> None:
     assert "user_id=alice" in text and "calls" in text
 
 
-def _parsers(parser: argparse.ArgumentParser,
-             path: str = "memlane") -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _parsers(sub, f"{path} {name}")
-
-
 def test_every_command_and_option_is_documented() -> None:
     from memlane.cli.main import build_parser
+    from memlane.cli.parser import actions, command_parsers
 
     undocumented, commands = [], 0
-    for path, parser in _parsers(build_parser()):
+    for path, parser in command_parsers(build_parser()):
         commands += 1
-        for action in parser._actions:
+        for action in actions(parser):
             if not action.help or action.help == argparse.SUPPRESS:
                 undocumented.append(f"{path}: {action.option_strings or action.dest}")
-            if isinstance(action, argparse._SubParsersAction):
-                undocumented += [f"{path} {c.dest}" for c in action._choices_actions
-                                 if not c.help]
-        options = {o for a in parser._actions for o in a.option_strings}
+        options = {o for a in actions(parser) for o in a.option_strings}
         if path != "memlane" and not {"--table", "--db", "--quiet"} <= options:
             undocumented.append(f"{path}: global options")
     assert commands > 20 and undocumented == []
