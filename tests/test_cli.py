@@ -198,21 +198,22 @@ def test_fake_llm_server_and_infer_through_the_cli(db: Path, tmp_path: Path) -> 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([SCRIPT, "dev", "fake-llm", "--script", str(script),
-                               "--port", str(port)], stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stderr is not None and "127.0.0.1" in server.stderr.readline()
-        env = {"MEMLANE_LLM_MODEL": "fake", "MEMLANE_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
-        added = json.loads(subprocess.run(
-            [SCRIPT, "--db", str(db), "add", "I live in Paris.", "--user", "alice",
-             "--name", "Alice", "--infer", "sync"], capture_output=True, text=True,
-            env=env_with(MEMLANE_EMBEDDER="fake", **env), timeout=60, check=True).stdout)
-        assert [m["kind"] for m in added] == ["turn", "fact"]
-        jobs = out(run(db, "jobs"))
-        assert jobs[0]["status"] == "done" and jobs[0]["usage"]["calls"] == 2
-    finally:
-        server.terminate()
-        server.wait(10)
+    with subprocess.Popen([SCRIPT, "dev", "fake-llm", "--script", str(script), "--port",
+                           str(port)], stderr=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stderr is not None and "127.0.0.1" in server.stderr.readline()
+            env = {"MEMLANE_LLM_MODEL": "fake",
+                   "MEMLANE_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+            added = json.loads(subprocess.run(
+                [SCRIPT, "--db", str(db), "add", "I live in Paris.", "--user", "alice",
+                 "--name", "Alice", "--infer", "sync"], capture_output=True, text=True,
+                env=env_with(MEMLANE_EMBEDDER="fake", **env), timeout=60, check=True).stdout)
+            assert [m["kind"] for m in added] == ["turn", "fact"]
+            jobs = out(run(db, "jobs"))
+            assert jobs[0]["status"] == "done" and jobs[0]["usage"]["calls"] == 2
+        finally:
+            server.terminate()
+            server.wait(10)
 
 
 def test_migrate_sqlite_to_postgres_round_trips(db: Path, tmp_path: Path,

@@ -85,6 +85,7 @@ def _reader(path: Path, hold: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-c", READER, str(path), str(hold)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+    proc.stdout.close()  # it says nothing more
     return proc
 
 
