@@ -43,22 +43,22 @@ class LiveServer:
                                      stderr=subprocess.PIPE, text=True,
                                      env=env_with(MEMLANE_EMBEDDER="fake", **(env or {})))
         self.lines: list[str] = []
-        self._found = threading.Event()
+        self.found = threading.Event()
         self.url = ""
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._found.wait(timeout) or not self.url:
+        threading.Thread(target=self.read_output, daemon=True).start()
+        if not self.found.wait(timeout) or not self.url:
             self.stop()
             raise RuntimeError(f"the server did not start:\n{self.log}")
 
-    def _read(self) -> None:
+    def read_output(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line)
             found = RUNNING.search(line)
             if found:
                 self.url = found.group(1)
-                self._found.set()
-        self._found.set()  # it ended
+                self.found.set()
+        self.found.set()  # it ended
 
     @property
     def log(self) -> str:

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,21 +198,22 @@ def test_fake_llm_server_and_infer_through_the_cli(db: Path, tmp_path: Path) -> 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([SCRIPT, "dev", "fake-llm", "--script", str(script),
-                               "--port", str(port)], stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stderr is not None and "127.0.0.1" in server.stderr.readline()
-        env = {"MEMLANE_LLM_MODEL": "fake", "MEMLANE_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
-        added = json.loads(subprocess.run(
-            [SCRIPT, "--db", str(db), "add", "I live in Paris.", "--user", "alice",
-             "--name", "Alice", "--infer", "sync"], capture_output=True, text=True,
-            env=env_with(MEMLANE_EMBEDDER="fake", **env), timeout=60, check=True).stdout)
-        assert [m["kind"] for m in added] == ["turn", "fact"]
-        jobs = out(run(db, "jobs"))
-        assert jobs[0]["status"] == "done" and jobs[0]["usage"]["calls"] == 2
-    finally:
-        server.terminate()
-        server.wait(10)
+    with subprocess.Popen([SCRIPT, "dev", "fake-llm", "--script", str(script), "--port",
+                           str(port)], stderr=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stderr is not None and "127.0.0.1" in server.stderr.readline()
+            env = {"MEMLANE_LLM_MODEL": "fake",
+                   "MEMLANE_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+            added = json.loads(subprocess.run(
+                [SCRIPT, "--db", str(db), "add", "I live in Paris.", "--user", "alice",
+                 "--name", "Alice", "--infer", "sync"], capture_output=True, text=True,
+                env=env_with(MEMLANE_EMBEDDER="fake", **env), timeout=60, check=True).stdout)
+            assert [m["kind"] for m in added] == ["turn", "fact"]
+            jobs = out(run(db, "jobs"))
+            assert jobs[0]["status"] == "done" and jobs[0]["usage"]["calls"] == 2
+        finally:
+            server.terminate()
+            server.wait(10)
 
 
 def test_migrate_sqlite_to_postgres_round_trips(db: Path, tmp_path: Path,
@@ -297,28 +297,17 @@ def test_stats_table_is_readable(db: Path) -> None:
     assert "user_id=alice" in text and "calls" in text
 
 
-def _parsers(parser: argparse.ArgumentParser,
-             path: str = "memlane") -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _parsers(sub, f"{path} {name}")
-
-
 def test_every_command_and_option_is_documented() -> None:
     from memlane.cli.main import build_parser
+    from memlane.cli.parser import actions, command_parsers
 
     undocumented, commands = [], 0
-    for path, parser in _parsers(build_parser()):
+    for path, parser in command_parsers(build_parser()):
         commands += 1
-        for action in parser._actions:
+        for action in actions(parser):
             if not action.help or action.help == argparse.SUPPRESS:
                 undocumented.append(f"{path}: {action.option_strings or action.dest}")
-            if isinstance(action, argparse._SubParsersAction):
-                undocumented += [f"{path} {c.dest}" for c in action._choices_actions
-                                 if not c.help]
-        options = {o for a in parser._actions for o in a.option_strings}
+        options = {o for a in actions(parser) for o in a.option_strings}
         if path != "memlane" and not {"--table", "--db", "--quiet"} <= options:
             undocumented.append(f"{path}: global options")
     assert commands > 20 and undocumented == []

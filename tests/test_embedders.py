@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from memlane import FakeEmbedder, MiniLMEmbedder
+from memlane.embed.base import Embedder, EmbedKind, Matrix
 from memlane.tokens import count_tokens
 
 
@@ -32,12 +33,31 @@ def test_minilm_batches_agree_with_single_calls(minilm: MiniLMEmbedder) -> None:
     np.testing.assert_allclose(together, alone, atol=1e-4)
 
 
-def test_cache_answers_repeats_without_the_model() -> None:
-    embedder = MiniLMEmbedder(threads=1)
+class Counting(Embedder):
+    """MiniLM behind the shared cache, counting the texts that reach the model."""
+
+    model_id, dim = "counting-minilm", 384
+
+    def __init__(self, model: MiniLMEmbedder) -> None:
+        super().__init__()
+        self.model = model
+        self.asked: list[str] = []
+
+    def _embed(self, texts: list[str], kind: EmbedKind) -> Matrix:
+        self.asked += texts
+        return self.model.embed(texts, kind)
+
+
+def test_cache_answers_repeats_without_the_model(minilm: MiniLMEmbedder) -> None:
+    embedder = Counting(minilm)
     first = embedder.embed(["cache me"])
-    embedder._load = None  # type: ignore[assignment,method-assign]  # a model call now fails
-    np.testing.assert_array_equal(embedder.embed(["cache me", "cache me"]),
-                                  np.vstack([first] * 2))
+    again = embedder.embed(["cache me", "new", "cache me", "new"])
+    assert embedder.asked == ["cache me", "new"]  # each distinct text once, then cached
+    np.testing.assert_array_equal(again[[0, 2]], np.vstack([first] * 2))
+    np.testing.assert_allclose(again[1], minilm.embed(["new"])[0], atol=1e-6)
+    embedder.clear_cache()
+    embedder.embed(["cache me"])
+    assert embedder.asked == ["cache me", "new", "cache me"]
 
 
 def test_long_text_is_truncated_not_rejected(minilm: MiniLMEmbedder) -> None:

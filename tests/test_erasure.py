@@ -8,6 +8,7 @@ again after close.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,6 +85,7 @@ def _reader(path: Path, hold: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-c", READER, str(path), str(hold)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+    proc.stdout.close()  # it says nothing more
     return proc
 
 
@@ -201,7 +203,8 @@ def test_text_freed_by_an_update_is_overwritten_even_after_a_forget(tmp_path: Pa
         store.write(WriteBatch(scope=ALICE, inserts=[(r, vec(1))]))
         store.write(WriteBatch(scope=ALICE, updates=[RecordUpdate(
             replace(r, text="alice says something else entirely", version=2), 1)]))
-        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with contextlib.closing(sqlite3.connect(store.path)) as db:  # the journal's pages
+            assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # moved
         assert traces(tmp_path) == {}
     finally:
         store.close()

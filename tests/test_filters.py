@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,12 +94,16 @@ filter_specs = st.recursive(
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> list[Any]:
+def stores(tmp_path_factory: pytest.TempPathFactory,
+           postgres_server: str) -> Iterator[list[Any]]:
     from memlane.dev.postgres import fresh_database
     from memlane.store.postgres import PostgresStore
 
-    return [InMemoryStore(), SQLiteStore(tmp_path_factory.mktemp("f") / "f.db"),
-            PostgresStore(fresh_database(postgres_server))]
+    opened = [InMemoryStore(), SQLiteStore(tmp_path_factory.mktemp("f") / "f.db"),
+              PostgresStore(fresh_database(postgres_server))]
+    yield opened
+    for store in opened:
+        store.close()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

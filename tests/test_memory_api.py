@@ -147,10 +147,10 @@ def test_deleted_turns_leave_the_raw_messages_until_forget(mem: Memory) -> None:
     mem.export(backup)
     lines = backup.getvalue().splitlines()
     assert first.text in [json.loads(line).get("content") for line in lines]
-    copy = Memory(":memory:", embedder=FakeEmbedder())
-    copy.import_(lines)
-    assert [m.content for m in copy.messages(user_id="alice")] == [
-        second.text, "Any tips for the trams?"]
+    with Memory(":memory:", embedder=FakeEmbedder()) as copy:
+        copy.import_(lines)
+        assert [m.content for m in copy.messages(user_id="alice")] == [
+            second.text, "Any tips for the trams?"]
     assert mem.delete_all(user_id="alice") == 2
     assert mem.messages(user_id="alice") == [] and mem.stats(user_id="alice")["messages"] == 0
     assert mem.forget(user_id="alice").messages == 3
@@ -276,9 +276,10 @@ def test_unknown_scope_fields_are_rejected() -> None:
 
 
 def test_store_refuses_vectors_of_another_embedder(store: Store) -> None:
-    Memory(store=store, embedder=FakeEmbedder(dim=64)).add("x", user_id="a")
-    with pytest.raises(ConfigurationError, match="fake-hash-64"):
-        Memory(store=store, embedder=FakeEmbedder(dim=32))
+    with Memory(store=store, embedder=FakeEmbedder(dim=64)) as first:
+        first.add("x", user_id="a")
+        with pytest.raises(ConfigurationError, match="fake-hash-64"):
+            Memory(store=store, embedder=FakeEmbedder(dim=32))
 
 
 def test_update_and_delete_of_unknown_ids(mem: Memory) -> None:

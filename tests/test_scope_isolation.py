@@ -61,14 +61,14 @@ def test_bulk_operations_respect_the_scope(two_users: tuple[Memory, str, str]) -
 
 
 def test_tenants_are_isolated(store: Store) -> None:
-    acme = Memory(store=store, embedder=FakeEmbedder(), tenant="acme")
-    globex = Memory(store=store, embedder=FakeEmbedder(), tenant="globex")
-    r = acme.add("acme roadmap", user_id="u1")[0]
-    assert globex.search("acme roadmap", user_id="u1") == []
-    with pytest.raises(NotFoundError):
-        globex.get(r.id)
-    globex.forget(user_id="u1")
-    assert acme.get(r.id).text == "acme roadmap"
+    with Memory(store=store, embedder=FakeEmbedder(), tenant="acme") as acme, \
+            Memory(store=store, embedder=FakeEmbedder(), tenant="globex") as globex:
+        r = acme.add("acme roadmap", user_id="u1")[0]
+        assert globex.search("acme roadmap", user_id="u1") == []
+        with pytest.raises(NotFoundError):
+            globex.get(r.id)
+        globex.forget(user_id="u1")
+        assert acme.get(r.id).text == "acme roadmap"
 
 
 def test_a_tenant_view_shares_the_store_and_sees_only_its_tenant(mem: Memory) -> None:

@@ -46,6 +46,7 @@ def test_random_workload_matches_the_reference_store(tmp_path: Path, seed: int, 
         from memlane.dev.postgres import fresh_database
 
         sqlite = PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
+    request.addfinalizer(sqlite.close)
     live = []
     for step in range(120):
         scope = rng.choice(SCOPES)
@@ -84,11 +85,13 @@ def test_random_workload_matches_the_reference_store(tmp_path: Path, seed: int, 
             got_v = sqlite.vector_search(query, vec, 5)
             want_v = reference.vector_search(query, vec, 5)
             assert [h.record.id for h in got_v] == [h.record.id for h in want_v]
-    sqlite.close()
 
 
-def test_a_write_by_another_connection_is_seen(tmp_path: Path) -> None:
+def test_a_write_by_another_connection_is_seen(tmp_path: Path,
+                                               request: pytest.FixtureRequest) -> None:
     reader, writer = SQLiteStore(tmp_path / "two.db"), SQLiteStore(tmp_path / "two.db")
+    request.addfinalizer(reader.close)
+    request.addfinalizer(writer.close)
     scope = SCOPES[0]
     first = record("coffee in lisbon", scope)
     writer.write(WriteBatch(scope=scope, inserts=[(first, _vector(random.Random(1)))]))

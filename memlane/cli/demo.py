@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from importlib import resources
 from typing import Any, TextIO
 
 from ..memory import Memory
 from ..read.context import Context
+from .parser import Subparsers, add_command
 
 SAMPLE = "sample_conversation.json"
 CONTEXT_BUDGET = 300
@@ -52,3 +55,11 @@ def run(memory: Memory, out: TextIO) -> None:
               f"({ctx.tokens} of {ctx.budget_tokens} tokens, "
               f"{'whole history' if ctx.complete else 'best matches'}, "
               f"{len(ctx.sources)} sources)\n{ctx.text}\n")
+
+
+def cmd_demo(mem: Memory, a: argparse.Namespace) -> None:
+    run(mem, sys.stdout)
+
+
+def register(sub: Subparsers) -> None:
+    add_command(sub, "demo", cmd_demo, "ingest a sample conversation and search it", False)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..memory import Memory
+from .parser import Subparsers
 
 
 def _ks(text: str) -> tuple[int, ...]:
@@ -72,7 +73,7 @@ def cmd_knowledge_update(mem: Memory, a: argparse.Namespace) -> Any:
     return _publish(result.report, result.answers, knowledge_update.markdown(result.report), a)
 
 
-def add_parser(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     ev = sub.add_parser("eval", help="retrieval benchmarks (on a fresh temporary store)")
     which = ev.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK",
                               help="the benchmark to run")

@@ -66,7 +66,7 @@ def cmd_revoke(mem: Memory | None, a: argparse.Namespace) -> Any:
     return None
 
 
-def add_parser(sub: Any) -> None:
+def register(sub: Any) -> None:
     keys = sub.add_parser("keys", help="the server's keys: create, list, revoke",
                           description="Keys for memlane serve, each bound to one tenant.")
     which = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION",

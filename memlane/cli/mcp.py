@@ -25,7 +25,7 @@ def cmd_mcp(mem: Memory, a: argparse.Namespace) -> None:
     build_server(fixed(binding), allow_erase=a.allow_erase).run("stdio")
 
 
-def add_parser(sub: Any) -> None:
+def register(sub: Any) -> None:
     text = ("serve the memory of one scope to an MCP client (Claude Desktop, Claude Code, "
             "Cursor, VS Code) over stdio")
     sp = sub.add_parser("mcp", help=text, description=text)

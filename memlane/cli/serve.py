@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import UsageError, missing_extra
 from ..memory import Memory, default_location
 from ..store import open_store
+from .opening import embedder_name, make_embedder, make_llm
 
 DEFAULT_PORT = 8420
 
@@ -30,15 +31,11 @@ def is_loopback(host: str) -> bool:
 
 
 def _open_memory(args: argparse.Namespace, connections: int) -> Memory:
-    from . import main as cli
-
     location = args.db or os.environ.get("MEMLANE_DB") or str(default_location())
-    name = args.embedder or os.environ.get("MEMLANE_EMBEDDER") or "minilm"
-    if name not in cli.EMBEDDERS:
-        raise UsageError(f"unknown embedder {name!r}; choose from {cli.EMBEDDERS}")
+    name = embedder_name(args)
     store = open_store(location, read_only=args.read_only, connections=connections)
     try:
-        return Memory(store=store, embedder=cli._make_embedder(name), llm=cli._make_llm())
+        return Memory(store=store, embedder=make_embedder(name), llm=make_llm())
     except BaseException:
         store.close()
         raise
@@ -71,7 +68,7 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
     return None
 
 
-def add_parser(sub: Any) -> None:
+def register(sub: Any) -> None:
     sp = sub.add_parser("serve", help="the REST server (needs memlane[server])",
                         description="Serve the store over HTTP (docs/server.md).")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on "

@@ -106,8 +106,8 @@ def server() -> Iterator[str]:
                               "start"], user)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        _run(bin_dir / "pg_ctl", ["-D", str(data), "-w", "-m", "fast", "stop"], user)
+    finally:  # immediate: no shutdown checkpoint of files that are removed next
+        _run(bin_dir / "pg_ctl", ["-D", str(data), "-w", "-m", "immediate", "stop"], user)
         shutil.rmtree(base, ignore_errors=True)
 
 

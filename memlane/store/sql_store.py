@@ -20,6 +20,12 @@ class SQLStore:
         self._reads = reads
         self._index = index
 
+    @property
+    def keyword_indexes(self) -> int:
+        """How many keyword indexes this process keeps (one per scope and analyzer searched
+        in process; a scope searched in the database has none)."""
+        return self._index.keyword_indexes
+
     def get(self, tenant: str, ids: Sequence[str]) -> list[MemoryRecord]:
         return self._reads.get(tenant, ids)
 
