@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Self, cast
 
 from .embed.base import Embedder
 from .errors import (
@@ -93,12 +93,22 @@ class Memory:
     every write raises ``ReadOnlyError`` (as it does on a file that cannot be written).
     """
 
+    def __new__(cls, location: str | Path | None = None, *args: Any, **kwargs: Any) -> Self:
+        """A server's URL (http:// or https://) opens a client of it (``RemoteMemory``)."""
+        if cls is Memory and str(location).lower().startswith(("http://", "https://")):
+            from .remote import RemoteMemory
+
+            return cast(Self, super().__new__(RemoteMemory))
+        return super().__new__(cls)
+
     def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
                  embedder: Embedder | None = None, tenant: str = "default",
                  search: str | pipeline.SearchConfig = "hybrid", llm: LLM | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, api_key: str | None = None) -> None:
         if store is not None and (location is not None or read_only):
             raise ConfigurationError("pass either a location (and read_only) or a store")
+        if api_key is not None:
+            raise ConfigurationError("api_key is for a server's URL (http:// or https://)")
         tenant = Scope(tenant).tenant  # a bad tenant is refused before anything is opened
         self.store: Store = store or open_store(
             default_location() if location is None else location, read_only=read_only)

@@ -12,7 +12,7 @@ from .errors import InvalidInputError
 from .read.context import Context
 from .store.base import ApiKey, EraseCounts, ScopeCounts
 from .timeutil import from_text, opt_from_text, opt_to_text, to_text
-from .types import HistoryEvent, Job, MemoryRecord, Message, SearchHit
+from .types import HistoryEvent, Job, MemoryRecord, Message, SearchHit, SignalDetail
 
 if TYPE_CHECKING:
     from .exchange.jsonl import ImportReport
@@ -89,6 +89,17 @@ def job_to_dict(job: Job) -> dict[str, Any]:
     return out
 
 
+def job_from_dict(data: dict[str, Any]) -> Job:
+    try:
+        values = {k: data[k] for k in Job.__dataclass_fields__}
+        values.update(created_at=from_text(values["created_at"]),
+                      updated_at=from_text(values["updated_at"]),
+                      memory_ids=tuple(values["memory_ids"]), actions=tuple(values["actions"]))
+        return Job(**values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"not a job: {exc}") from exc
+
+
 def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
     out: dict[str, Any] = {"id": hit.id, "memory_ids": list(hit.memory_ids),
                            "score": round(hit.score, 6), "memory": record_to_dict(hit.memory)}
@@ -98,6 +109,20 @@ def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
             for name, d in hit.explain.items()
         }
     return out
+
+
+def hit_from_dict(data: dict[str, Any]) -> SearchHit:
+    """A hit back from ``hit_to_dict`` (its score as rounded there)."""
+    try:
+        explain = data.get("explain")
+        return SearchHit(
+            memory=record_from_dict(data["memory"]), score=data["score"],
+            memory_ids=tuple(data["memory_ids"]),
+            explain=None if explain is None else {
+                name: SignalDetail(d["rank"], d["raw_score"], d["contribution"])
+                for name, d in explain.items()})
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"not a search hit: {exc}") from exc
 
 
 def key_to_dict(key: ApiKey) -> dict[str, Any]:

@@ -183,6 +183,13 @@ def run_jobs(body: RunJobsIn, who: Who) -> JSONResponse:
 # --- reads -------------------------------------------------------------------------------
 
 
+@router.get("/key", summary="the request's key: its tenant and what it may do")
+def key(who: Who) -> JSONResponse:
+    p = who.principal
+    return ok({"id": p.key_id, "tenant": p.tenant, "users": list(p.users),
+               "read_only": p.read_only, "admin": p.admin})
+
+
 @router.post("/search", summary="search: hybrid retrieval in a scope, best first")
 def search(body: SearchIn, who: Who) -> JSONResponse:
     hits = who.memory.search(body.query, **scoped(who, body), limit=body.limit,

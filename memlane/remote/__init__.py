@@ -1,0 +1,6 @@
+"""The remote client: ``Memory("http://host:port", api_key=...)`` is a ``RemoteMemory``,
+the library's API over HTTP to ``memlane serve``. It needs httpx (the ``client`` extra)."""
+
+from .client import RemoteMemory
+
+__all__ = ["RemoteMemory"]
