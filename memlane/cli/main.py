@@ -4,7 +4,8 @@ Exit codes: 0 success, 1 run-time failure (for ``forget``, also an erasure left 
 another connection's reader: the counts are printed first), 2 invalid input or usage,
 3 not found, 4 conflict (retry). Settings come from flags, then the environment (``MEMLANE_DB``,
 ``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``; for the LLM ``MEMLANE_LLM_MODEL``,
-``MEMLANE_LLM_BASE_URL`` and ``MEMLANE_LLM_API_KEY`` or ``OPENAI_API_KEY``), then defaults.
+``MEMLANE_LLM_BASE_URL`` and ``MEMLANE_LLM_API_KEY`` or ``OPENAI_API_KEY``; for a server given
+as ``--db http(s)://...``, ``MEMLANE_API_KEY``), then defaults.
 """
 
 from __future__ import annotations
@@ -281,8 +282,10 @@ def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> Non
     is SUPPRESS so that an option given before the name is not reset)."""
     group = parser.add_argument_group("global options (before or after the command)")
     group.add_argument("--db", default=default, help="store location: a SQLite file path "
-                       "(default: $MEMLANE_DB or the user data directory), :memory: or "
-                       "postgresql://user@host/db")
+                       "(default: $MEMLANE_DB or the user data directory), :memory:, "
+                       "postgresql://user@host/db or a server, http(s)://host:port")
+    group.add_argument("--api-key", default=default, help="the key of a server given as "
+                       "--db http(s)://host:port (default: $MEMLANE_API_KEY)")
     group.add_argument("--tenant", default=default,
                        help="tenant (default: $MEMLANE_TENANT or 'default')")
     flag = False if default is None else default
@@ -445,6 +448,8 @@ def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memo
         raise UsageError(f"unknown embedder {embedder!r}; choose from {EMBEDDERS}")
     tenant = (args.tenant if args.tenant is not None
               else os.environ.get("MEMLANE_TENANT") or "default")
+    if location.lower().startswith(("http://", "https://")):  # a server: its key's tenant
+        return Memory(location, tenant=tenant, api_key=args.api_key, read_only=args.read_only)
     return Memory(location, embedder=_make_embedder(embedder), tenant=tenant,
                   llm=_make_llm(scripted=getattr(args, "scripted_llm", False)),
                   read_only=args.read_only and temporary is None)

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 BY_STATUS: dict[int, type[tree.MemlaneError]] = {
     401: tree.AuthenticationError, 403: tree.PermissionDeniedError, 404: tree.NotFoundError,
     409: tree.ConflictError, 413: tree.RequestTooLargeError, 429: tree.RateLimitedError,
-    502: tree.ModelError,
 }
+"""Other statuses: below 500 ``InvalidInputError``, else ``StoreError`` (for a client the
+server is its store: a proxy's 502 or 504 says it cannot be reached)."""
 DEFAULT_RETRY_AFTER = 1.0
 
 

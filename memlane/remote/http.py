@@ -97,7 +97,7 @@ class Connection:
             except httpx.TransportError as exc:
                 sent = not isinstance(exc, NOT_SENT)
                 if attempt >= self.retries or (sent and not safe) or _consumed(request):
-                    raise _failure(self.url, exc, sent) from exc
+                    raise _failure(self.url, exc, sent, safe) from exc
             time.sleep(BACKOFF * 2**attempt)
             attempt += 1
 
@@ -107,11 +107,12 @@ def _consumed(request: httpx.Request) -> bool:
     return not isinstance(request.stream, httpx.ByteStream)
 
 
-def _failure(url: str, exc: httpx.TransportError, sent: bool) -> StoreError:
+def _failure(url: str, exc: httpx.TransportError, sent: bool, safe: bool) -> StoreError:
     if not sent:
         return StoreError(f"cannot reach the memlane server at {url}: {_reason(exc)}")
+    outcome = "" if safe else ": it may have been applied"
     return StoreError(f"the connection to the memlane server at {url} failed after the "
-                      f"request was sent ({_reason(exc)}): it may have been applied")
+                      f"request was sent ({_reason(exc)}){outcome}")
 
 
 def _reason(exc: Exception) -> str:
