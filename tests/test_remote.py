@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import http.server
 import io
 import json
 import socket
@@ -83,9 +85,21 @@ def test_a_url_opens_a_client_of_the_server_with_the_keys_tenant(served: Served)
         with pytest.raises(AttributeError, match="no embedder: it is in the server"):
             mem.embedder  # noqa: B018
         mem.forget(user_id="zoe")
-    with Memory(served.url.upper().replace("HTTP://", "http://"),
+    with Memory("HTTP://" + served.url.removeprefix("http://") + "/",
                 api_key=served.keys["globex"]) as other:
-        assert other.tenant == "globex"
+        assert isinstance(other, RemoteMemory) and other.tenant == "globex"
+
+
+def test_a_url_of_something_else_is_a_configuration_error(tmp_path: Path) -> None:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path)
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(errors.ConfigurationError, match="not look like a memlane server"):
+            Memory(f"http://127.0.0.1:{other.server_address[1]}", api_key="mlk_x")
+    finally:
+        other.shutdown()
+        other.server_close()
 
 
 def test_the_key_comes_from_the_environment_when_not_given(

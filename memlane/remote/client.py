@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ..embed.base import Embedder
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, NotFoundError
 from ..exchange import jsonl
 from ..llm.base import LLM
 from ..memory import Memory
@@ -84,6 +84,10 @@ class RemoteMemory(Memory):
         self._owner = True
         try:
             self.key: dict[str, Any] = self._http.call("GET", "/v1/key", safe=True)
+        except NotFoundError:
+            self._http.close()
+            raise ConfigurationError(f"{self.url} does not look like a memlane server: "
+                                     "it has no /v1/key") from None
         except BaseException:
             self._http.close()
             raise
