@@ -448,3 +448,14 @@ def test_without_httpx_a_url_says_which_extra_to_install() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env=env_with())
     assert done.returncode == 1 and "pip install 'memlane[client]'" in done.stderr
+
+
+def test_line_separators_inside_a_text_survive_export_and_import(acme: Memory) -> None:
+    text = "one\u2028two\u2029three\x85four"
+    note = acme.add(text, user_id="sep")[0]
+    out = io.StringIO()
+    written = acme.export(out, user_id="sep")
+    assert written == len(out.getvalue().split("\n")) - 1
+    acme.forget(user_id="sep")
+    report = acme.import_(io.StringIO(out.getvalue()))
+    assert report.restored.messages == 1 and acme.get(note.id).text == text

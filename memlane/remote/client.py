@@ -269,10 +269,9 @@ class RemoteMemory(Memory):
         count = 0
         params = wire.query(user_id=user_id, agent_id=agent_id, session_id=session_id)
         with self._http.open("GET", "/v1/export", params=params, safe=True) as response:
-            for line in response.iter_lines():
-                if line:
-                    out.write(line + "\n")
-                    count += 1
+            for line in wire.json_lines(response.iter_text()):
+                out.write(line)
+                count += 1
         return count
 
     def import_(self, lines: Iterable[str], *, progress: bool = False) -> jsonl.ImportReport:

@@ -112,3 +112,15 @@ def lines_body(lines: Iterable[str]) -> Iterator[bytes]:
     """An export's lines as a streamed body, one line each."""
     for line in lines:
         yield (line if line.endswith("\n") else line + "\n").encode("utf-8", "surrogatepass")
+
+
+def json_lines(chunks: Iterable[str]) -> Iterator[str]:
+    """Lines ending in a newline, split at newlines only (JSON text keeps U+2028, U+2029 and
+    U+0085 unescaped inside strings: ``splitlines`` would cut a line there)."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split("\n")
+        yield from (line + "\n" for line in lines if line)
+    if pending:
+        yield pending + "\n"
