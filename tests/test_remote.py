@@ -144,6 +144,8 @@ def test_a_key_is_bound_to_its_tenant(served: Served) -> None:
         view = mem.for_tenant("acme")
         view.close()  # a view closes nothing
         assert mem.stats()["scope"] == {"tenant": "acme"}
+    with pytest.raises(errors.StoreError, match="closed"):
+        view.stats()
 
 
 # --- keys -----------------------------------------------------------------------------------

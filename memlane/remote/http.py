@@ -90,6 +90,8 @@ class Connection:
             response.close()
 
     def _send(self, request: httpx.Request, safe: bool) -> httpx.Response:
+        if self.client.is_closed:
+            raise StoreError(f"this memory of {self.url} is closed")
         attempt = 0
         while True:
             try:
