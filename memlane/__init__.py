@@ -3,6 +3,8 @@
 from .aio import AsyncMemory
 from .embed import Embedder, FakeEmbedder, MiniLMEmbedder
 from .errors import (
+    AccessError,
+    AuthenticationError,
     BackendError,
     ConfigurationError,
     ConflictError,
@@ -12,7 +14,10 @@ from .errors import (
     MemlaneError,
     ModelError,
     NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
     ReadOnlyError,
+    RequestTooLargeError,
     StoreError,
     UsageError,
 )
@@ -25,7 +30,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "RECIPES",
+    "AccessError",
     "AsyncMemory",
+    "AuthenticationError",
     "BackendError",
     "ConfigurationError",
     "ConflictError",
@@ -43,7 +50,10 @@ __all__ = [
     "MiniLMEmbedder",
     "ModelError",
     "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "ReadOnlyError",
+    "RequestTooLargeError",
     "Scope",
     "SearchConfig",
     "SearchHit",

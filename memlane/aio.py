@@ -1,7 +1,8 @@
 """``AsyncMemory``: the same API as ``Memory`` for asyncio code, over the same core.
 
 Each method is derived from ``Memory``'s own (same signature, same behaviour) and runs it
-in a worker thread, so the event loop never waits on the database or the model. A test
+in a worker thread, so the event loop never waits on the database or the model (or, for a
+server's URL, on the HTTP client, ``RemoteMemory``, whose pooled client is thread-safe). A test
 keeps the two classes' public methods and signatures equal.
 """
 
@@ -12,7 +13,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from .embed.base import Embedder
 from .llm.base import LLM
@@ -28,7 +29,8 @@ def _async_of(
     method: Callable[Concatenate[Memory, P], R],
 ) -> Callable[Concatenate[AsyncMemory, P], Coroutine[Any, Any, R]]:
     async def call(memory: AsyncMemory, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.to_thread(method, memory.sync, *args, **kwargs)
+        bound = cast(Callable[P, R], getattr(memory.sync, method.__name__))  # a remote's own
+        return await asyncio.to_thread(bound, *args, **kwargs)
 
     functools.update_wrapper(call, method)
     return call
@@ -40,9 +42,9 @@ class AsyncMemory:
     def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
                  embedder: Embedder | None = None, tenant: str = "default",
                  search: str | SearchConfig = "hybrid", llm: LLM | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, api_key: str | None = None) -> None:
         self.sync = Memory(location, store=store, embedder=embedder, tenant=tenant,
-                           search=search, llm=llm, read_only=read_only)
+                           search=search, llm=llm, read_only=read_only, api_key=api_key)
 
     def for_tenant(self, tenant: str) -> AsyncMemory:
         """The same memory seen by another tenant (see ``Memory.for_tenant``)."""

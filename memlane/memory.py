@@ -6,20 +6,22 @@ It checks arguments, binds them to its tenant's scope and calls the stages that 
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, ClassVar, Literal, Self, cast
 
 from . import opening, validate
 from .embed.base import Embedder
-from .errors import ConfigurationError, NotFoundError
+from .errors import ConfigurationError
 from .exchange import jsonl
 from .kinds import DERIVED_KINDS
 from .llm.base import LLM
 from .opening import default_location as default_location  # the CLI names it from here
 from .read import context as packing
+from .read import lookup
 from .read import search as pipeline
 from .read import stats as counts
 from .store import RecordQuery, Store, open_store
@@ -41,12 +43,25 @@ class Memory:
     every write raises ``ReadOnlyError`` (as it does on a file that cannot be written).
     """
 
+    ENGINES: ClassVar[dict[str, str]] = {"http": "memlane.remote", "https": "memlane.remote"}
+    """Modules (imported by name when needed) whose ``ENGINE`` serves a location scheme."""
+
+    def __new__(cls, location: str | Path | None = None, *args: Any, **kwargs: Any) -> Self:
+        """A server's URL (http:// or https://) opens a client of it (``RemoteMemory``)."""
+        scheme = str(location).partition("://")[0].lower()
+        if cls is Memory and scheme in cls.ENGINES:
+            engine: type[Memory] = importlib.import_module(cls.ENGINES[scheme]).ENGINE
+            return cast(Self, super().__new__(engine))
+        return super().__new__(cls)
+
     def __init__(self, location: str | Path | None = None, *, store: Store | None = None,
                  embedder: Embedder | None = None, tenant: str = "default",
                  search: str | pipeline.SearchConfig = "hybrid", llm: LLM | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, api_key: str | None = None) -> None:
         if store is not None and (location is not None or read_only):
             raise ConfigurationError("pass either a location (and read_only) or a store")
+        if api_key is not None:
+            raise ConfigurationError("api_key is for a server's URL (http:// or https://)")
         self.tenant = Scope(tenant).tenant  # a bad tenant is refused before anything opens
         self.store: Store = store or open_store(
             default_location() if location is None else location, read_only=read_only)
@@ -88,33 +103,23 @@ class Memory:
         return Scope(self.tenant, user_id, agent_id, session_id)
 
     def _owned(self, memory_id: str, scope: Scope) -> MemoryRecord:
-        """The record with that id, if it lies in the caller's scope; else NotFoundError."""
-        found = self.store.get(self.tenant, [validate.memory_id(memory_id)])
-        if not found or not scope.contains(found[0].tenant, found[0].user_id,
-                                           found[0].agent_id, found[0].session_id):
-            raise NotFoundError(f"no memory {memory_id!r} in this scope")
-        return found[0]
+        return lookup.owned(self.store, scope, validate.memory_id(memory_id))
 
     def add(self, messages: MessagesInput, *, user_id: str | None = None,
             agent_id: str | None = None, session_id: str | None = None,
             timestamp: TimeLike | None = None, metadata: Mapping[str, Any] | None = None,
             idempotency_key: str | None = None,
             infer: bool | Literal["background"] = False) -> list[MemoryRecord]:
-        """Keep the messages verbatim and one ``turn`` memory per message; return them.
+        """Keep the messages verbatim and one ``turn`` memory per message (each with a window:
+        it and the two messages before it in the conversation); return the turns.
 
-        Retrying with the same ``idempotency_key`` (or, without one, the same scope,
-        messages and timestamp) stores nothing new and returns what the first call stored.
-        A key names one add: using it again with other messages, another timestamp or in
-        another scope raises ``ConflictError`` and stores nothing.
-        With ``infer=True`` the configured LLM then extracts facts and reconciles them with
-        the scope's current facts before ``add`` returns (the new and changed facts are
-        returned after the turns); ``infer="background"`` returns once the turns are durable
-        and leaves the work to a durable job (see ``jobs``).
-
-        Each message also gets a window (it and the two messages before it in the
-        conversation's order); concurrent adds to one conversation are rebuilt until their
-        windows are right, and raise ``ConflictError`` if the conversation kept changing for
-        ``ADD_PATIENCE`` seconds.
+        A retry with the same ``idempotency_key`` (without one: the same scope, messages and
+        timestamp) stores nothing and returns what the first call stored; the key reused for
+        another add is a ``ConflictError``. ``infer=True`` has the LLM extract facts and
+        reconcile them with the scope's current facts before returning (the new and changed
+        facts follow the turns); ``infer="background"`` leaves that to a durable job
+        (``jobs``). Concurrent adds to one conversation are rebuilt until their windows are
+        right (a ``ConflictError`` if it kept changing for ``adding.ADD_PATIENCE`` seconds).
         """
         if infer and self.llm is None:
             raise ConfigurationError("infer needs an LLM: Memory(llm=OpenAICompatibleLLM(...))")
@@ -179,15 +184,10 @@ class Memory:
     def forget(self, *, user_id: str | None = None, agent_id: str | None = None,
                session_id: str | None = None, wait: float | None = None) -> EraseCounts:
         """Erase a scope completely: raw messages, memories, vectors, index entries,
-        history, idempotency keys and jobs.
-
-        Returns how many rows went from each table and, for a SQLite file, whether the
-        write-ahead log was truncated and the file verified free of the erased bytes. If
-        another connection holds a read snapshot from before the erasure for longer than
-        ``wait`` seconds (None: the store's default, 10 s on SQLite), the rows stay deleted
-        but their bytes are still in the file: ``ErasurePendingError`` says so (its
-        ``counts`` say what was deleted), and the next open of the store or the next
-        ``forget`` completes and verifies the erasure.
+        history, idempotency keys and jobs; return how many rows went from each table and,
+        for a SQLite file, whether it was verified free of the erased bytes. If another
+        connection's read snapshot outlasts ``wait`` seconds (None: the store's default),
+        ``ErasurePendingError`` says the bytes remain until the next open or ``forget``.
         """
         scope = self._scope(user_id, agent_id, session_id).require_bounded("forget")
         return self.store.erase(scope, wait=validate.wait(wait))

@@ -21,6 +21,7 @@ from .types import (
     MemoryRecord,
     Message,
     SearchHit,
+    SignalDetail,
 )
 
 
@@ -80,8 +81,33 @@ def job_to_dict(job: Job) -> dict[str, Any]:
     return out
 
 
+def job_from_dict(data: dict[str, Any]) -> Job:
+    try:
+        values = {k: data[k] for k in Job.__dataclass_fields__}
+        values.update(created_at=from_text(values["created_at"]),
+                      updated_at=from_text(values["updated_at"]),
+                      memory_ids=tuple(values["memory_ids"]), actions=tuple(values["actions"]))
+        return Job(**values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"not a job: {exc}") from exc
+
+
 def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
     return hit.to_dict()
+
+
+def hit_from_dict(data: dict[str, Any]) -> SearchHit:
+    """A hit back from ``hit_to_dict`` (its score as rounded there)."""
+    try:
+        explain = data.get("explain")
+        return SearchHit(
+            memory=record_from_dict(data["memory"]), score=data["score"],
+            memory_ids=tuple(data["memory_ids"]),
+            explain=None if explain is None else {
+                name: SignalDetail(d["rank"], d["raw_score"], d["contribution"])
+                for name, d in explain.items()})
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"not a search hit: {exc}") from exc
 
 
 def key_to_dict(key: ApiKey) -> dict[str, Any]:

@@ -36,21 +36,25 @@ def postgres_server() -> Iterator[str]:
         yield uri
 
 
+def new_store(kind: str, request: pytest.FixtureRequest, path: Path) -> Store:
+    """An empty store of one kind (a SQLite one at ``path``)."""
+    if kind == "memory":
+        return InMemoryStore()
+    if kind == "postgres":
+        from memlane.dev.postgres import fresh_database
+        from memlane.store.postgres import PostgresStore
+
+        return PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
+    return SQLiteStore(path)
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """A factory of empty stores of one kind; the conformance suite runs on every kind."""
     made: list[Store] = []
 
     def factory() -> Store:
-        if request.param == "memory":
-            store: Store = InMemoryStore()
-        elif request.param == "postgres":
-            from memlane.dev.postgres import fresh_database
-            from memlane.store.postgres import PostgresStore
-
-            store = PostgresStore(fresh_database(request.getfixturevalue("postgres_server")))
-        else:
-            store = SQLiteStore(tmp_path / f"store-{len(made)}.db")
+        store = new_store(request.param, request, tmp_path / f"store-{len(made)}.db")
         made.append(store)
         return store
 
@@ -64,9 +68,33 @@ def store(make_store: StoreFactory) -> Store:
     return make_store()
 
 
-@pytest.fixture
-def mem(store: Store) -> Iterator[Memory]:
-    memory = Memory(store=store, embedder=FakeEmbedder())
+@pytest.fixture(scope="session")
+def memlane_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """One ``memlane serve`` (fake embedder, SQLite) for the session: its URL and an admin
+    key of the tenant ``default``."""
+    from .live_server import LiveServer, make_key
+
+    location = str(tmp_path_factory.mktemp("served") / "served.db")
+    SQLiteStore(location).close()
+    token = make_key(location, "default", admin=True)
+    with LiveServer(location, "--rate", "0") as server:
+        yield server.url, token
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres", "remote"])
+def mem(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Memory]:
+    """A memory on every kind of store, and through the remote client to a live server
+    (emptied for each test); a test marked ``embedded_only`` skips the remote one."""
+    if request.param == "remote":
+        marker = request.node.get_closest_marker("embedded_only")
+        if marker is not None:
+            pytest.skip(f"embedded only: {marker.args[0]}")
+        url, token = request.getfixturevalue("memlane_server")
+        memory = Memory(url, api_key=token)
+        memory.reset()
+    else:
+        memory = Memory(store=new_store(request.param, request, tmp_path / "store-0.db"),
+                        embedder=FakeEmbedder())
     yield memory
     memory.close()
 

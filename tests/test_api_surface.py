@@ -7,13 +7,16 @@ import inspect
 
 import memlane
 from memlane import AsyncMemory, FakeEmbedder, Memory
+from memlane.remote import RemoteMemory
 
 EXPORTED = [
-    "RECIPES", "AsyncMemory", "BackendError", "ConfigurationError", "ConflictError", "Context",
+    "RECIPES", "AccessError", "AsyncMemory", "AuthenticationError", "BackendError",
+    "ConfigurationError", "ConflictError", "Context",
     "Embedder", "ErasurePendingError", "FakeEmbedder", "FilterError", "HistoryEvent",
     "InvalidInputError",
     "MemlaneError", "Memory", "MemoryRecord", "Message", "MiniLMEmbedder", "ModelError",
-    "NotFoundError", "ReadOnlyError", "Scope", "SearchConfig", "SearchHit", "SignalDetail",
+    "NotFoundError", "PermissionDeniedError", "RateLimitedError", "ReadOnlyError",
+    "RequestTooLargeError", "Scope", "SearchConfig", "SearchHit", "SignalDetail",
     "StoreError", "UsageError", "__version__",
 ]
 
@@ -43,6 +46,22 @@ def test_async_api_equals_sync_api() -> None:
         assert inspect.iscoroutinefunction(getattr(AsyncMemory, name)), name
     init_sync = inspect.signature(Memory.__init__, eval_str=True)
     assert inspect.signature(AsyncMemory.__init__, eval_str=True) == init_sync
+
+
+def test_remote_api_equals_embedded_api() -> None:
+    """Every public method of ``Memory`` is the remote's own (never the embedded code run
+    on a client), with the same signature; its constructor takes ``Memory``'s arguments
+    first, then options of its own."""
+    assert issubclass(RemoteMemory, Memory)
+    embedded, remote = _public(Memory), _public(RemoteMemory)
+    assert set(remote) == set(embedded)
+    for name, signature in embedded.items():
+        assert remote[name] == signature, name
+    init = list(inspect.signature(Memory.__init__, eval_str=True).parameters.values())
+    remote_init = list(inspect.signature(RemoteMemory.__init__, eval_str=True).parameters.values())
+    assert remote_init[:len(init)] == init
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+               for p in remote_init[len(init):])
 
 
 def test_async_memory_works_end_to_end() -> None:

@@ -170,8 +170,8 @@ def run_block(block: Block, run: FileRun, request: pytest.FixtureRequest,
         pytest.fail(f"no rule for {block.language!r} blocks: add one to test_docs.py")
 
 
-GLOBAL_OPTIONS = {"--db": 1, "--tenant": 1, "--embedder": 1, "--read-only": 0, "--table": 0,
-                  "--quiet": 0}
+GLOBAL_OPTIONS = {"--db": 1, "--api-key": 1, "--tenant": 1, "--embedder": 1, "--read-only": 0,
+                  "--table": 0, "--quiet": 0}
 """memlane's options taken before the command, with how many values each has."""
 
 

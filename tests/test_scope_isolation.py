@@ -71,6 +71,7 @@ def test_tenants_are_isolated(store: Store) -> None:
         assert acme.get(r.id).text == "acme roadmap"
 
 
+@pytest.mark.embedded_only("a key is bound to one tenant (see test_remote.py)")
 def test_a_tenant_view_shares_the_store_and_sees_only_its_tenant(mem: Memory) -> None:
     mine = mem.add("the vault code is 7731", user_id="alice")[0]
     other = mem.for_tenant("acme")

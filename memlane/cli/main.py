@@ -7,7 +7,8 @@ Exit codes: 0 success, 1 run-time failure (for ``forget``, also an erasure left 
 another connection's reader: the counts are printed first), 2 invalid input or usage,
 3 not found, 4 conflict (retry). Settings come from flags, then the environment (``MEMLANE_DB``,
 ``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``; for the LLM ``MEMLANE_LLM_MODEL``,
-``MEMLANE_LLM_BASE_URL`` and ``MEMLANE_LLM_API_KEY`` or ``OPENAI_API_KEY``), then defaults.
+``MEMLANE_LLM_BASE_URL`` and ``MEMLANE_LLM_API_KEY`` or ``OPENAI_API_KEY``; for a server given
+as ``--db http(s)://...``, ``MEMLANE_API_KEY``), then defaults.
 """
 
 from __future__ import annotations

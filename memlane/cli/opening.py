@@ -35,6 +35,8 @@ def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memo
                 else args.db or os.environ.get("MEMLANE_DB") or str(default_location()))
     tenant = (args.tenant if args.tenant is not None
               else os.environ.get("MEMLANE_TENANT") or "default")
+    if location.lower().startswith(("http://", "https://")):  # a server: its key's tenant
+        return Memory(location, tenant=tenant, api_key=args.api_key, read_only=args.read_only)
     return Memory(location, embedder=make_embedder(embedder_name(args)), tenant=tenant,
                   llm=make_llm(scripted=getattr(args, "scripted_llm", False)),
                   read_only=args.read_only and temporary is None)

@@ -55,8 +55,10 @@ def global_options(parser: argparse.ArgumentParser, default: Any = None) -> None
     is SUPPRESS so that an option given before the name is not reset)."""
     group = parser.add_argument_group("global options (before or after the command)")
     group.add_argument("--db", default=default, help="store location: a SQLite file path "
-                       "(default: $MEMLANE_DB or the user data directory), :memory: or "
-                       "postgresql://user@host/db")
+                       "(default: $MEMLANE_DB or the user data directory), :memory:, "
+                       "postgresql://user@host/db or a server, http(s)://host:port")
+    group.add_argument("--api-key", default=default, help="the key of a server given as "
+                       "--db http(s)://host:port (default: $MEMLANE_API_KEY)")
     group.add_argument("--tenant", default=default,
                        help="tenant (default: $MEMLANE_TENANT or 'default')")
     flag = False if default is None else default

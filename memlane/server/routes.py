@@ -166,7 +166,7 @@ async def import_(request: Request, who: Who) -> JSONResponse:
     who.principal.tenant_wide("import")
     raw = await request.body()
     try:
-        lines = raw.decode("utf-8").splitlines()
+        lines = raw.decode("utf-8").split("\n")  # not splitlines: U+2028 is inside JSON
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"the body is not UTF-8: {exc}") from None
     report = await run_in_threadpool(who.memory.import_, lines)
@@ -181,6 +181,13 @@ def run_jobs(body: RunJobsIn, who: Who) -> JSONResponse:
 
 
 # --- reads -------------------------------------------------------------------------------
+
+
+@router.get("/key", summary="the request's key: its tenant and what it may do")
+def key(who: Who) -> JSONResponse:
+    p = who.principal
+    return ok({"id": p.key_id, "tenant": p.tenant, "users": list(p.users),
+               "read_only": p.read_only, "admin": p.admin})
 
 
 @router.post("/search", summary="search: hybrid retrieval in a scope, best first")
