@@ -47,6 +47,8 @@ NOT_CHECKED = {
     "": "a block without a language shows output (such as a packed context), not input",
     "text": "output, not input",
     "sql": "statements for a Citus coordinator, which the tests do not run",
+    "pycon": "a session with a running server, shown with its answers; tests/test_remote.py "
+             "makes the same calls on a live server",
 }
 NOT_RUN = {
     "make ": "builds the environment these tests already run in",

@@ -332,9 +332,9 @@ class LossyProxy:
         self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self.accept_loop, daemon=True).start()
 
-    def _accept(self) -> None:
+    def accept_loop(self) -> None:
         while True:
             try:
                 client, _ = self.listener.accept()
@@ -343,20 +343,20 @@ class LossyProxy:
             self.connections += 1
             upstream = socket.create_connection(self.target)
             for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(target=self._pipe, args=(source, sink, answers),
+                threading.Thread(target=self.pipe, args=(source, sink, answers),
                                  daemon=True).start()
 
-    def _losing(self) -> bool:
+    def losing(self) -> bool:
         with self.lock:
             if self.lose <= 0:
                 return False
             self.lose -= 1
             return True
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+    def pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
             while data := source.recv(65536):
-                if answers and self._losing():
+                if answers and self.losing():
                     break
                 sink.sendall(data)
         except OSError:
