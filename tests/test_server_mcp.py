@@ -219,3 +219,50 @@ def test_without_the_mcp_extra_rest_is_served_and_the_log_says_so(tmp_path: Path
                       ).status_code == 200
         missing: Any = c.post("/mcp", json=HELLO, headers=MCP_HEADERS)
         assert error_of(missing) == (404, "NotFoundError")
+
+
+def documented_http_clients() -> list[tuple[str, dict[str, str]]]:
+    """The URL and headers of every HTTP client configuration in the docs: JSON entries
+    with a ``url``, and ``claude mcp add --transport http`` lines."""
+    import json
+    import re
+    import shlex
+
+    from .conftest import ROOT
+
+    found = []
+    for doc in (ROOT / "README.md", ROOT / "docs" / "mcp.md", ROOT / "docs" / "server.md"):
+        text = doc.read_text(encoding="utf-8")
+        for block in re.findall(r"```json\n(.*?)```", text, re.S):
+            config = json.loads(block)
+            for entry in (config.get("mcpServers") or config.get("servers") or {}).values():
+                if "url" in entry:
+                    assert entry.get("type", "http") == "http"
+                    found.append((entry["url"], entry.get("headers", {})))
+        for line in re.findall(r"\$ (claude mcp add --transport http .*)", text):
+            words = shlex.split(line)
+            headers = dict(h.split(": ", 1) for h in words[words.index("--header") + 1::2])
+            found.append((next(w for w in words if w.startswith("http://")), headers))
+    return found
+
+
+def test_documented_http_configurations_connect(served: Served) -> None:
+    """Each documented HTTP configuration, with a real key and this server's address, opens
+    a session whose tools work (a key of the whole tenant where the entry names a user)."""
+    clients = documented_http_clients()
+    assert len(clients) >= 4
+
+    async def scenario(url: str, headers: dict[str, str]) -> None:
+        async with session(url, headers) as s:
+            assert {t.name for t in (await s.list_tools()).tools} == TOOLS
+            await call(s, "add_memory", text="the configuration works")
+            found = await call(s, "search_memory", query="configuration works")
+            assert found.structured_content["hits"]  # type: ignore[index]
+
+    me = make_key(served.location, "acme", users=["me"])
+    for url, headers in clients:
+        key = served.keys["tenant"] if "X-Memlane-User" in headers else me
+        real = {name: value.replace("mlk_...", key).replace("${input:memlane-key}", key)
+                for name, value in headers.items()}
+        assert real["Authorization"] == f"Bearer {key}"
+        run(scenario, url.replace("http://127.0.0.1:8420", served.server.url), real)
