@@ -37,8 +37,9 @@ NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-_.@", min_size
                 max_size=6)
 Owner = tuple[str, str | None]
 """A tenant, and a user (None: the tenant's own marker, which any caller of it may see)."""
-TOOLS = ["add_memory", "search_memory", "get_context", "list_memories", "get_memory",
-         "update_memory", "delete_memory", "memory_history"]
+TOOLS = ["add_memory", "search_memory", "search_memory", "get_context", "list_memories",
+         "list_memories", "get_memory", "get_memory", "update_memory", "delete_memory",
+         "memory_history", "memory_history", "erase_all_memories"]
 REST = ["add", "search", "search", "context", "get", "get", "list", "list", "update",
         "delete", "history", "history", "messages", "stats", "scopes", "export", "jobs",
         "import", "delete_all", "forget", "run_jobs", "reset"]
@@ -109,7 +110,7 @@ def world(request: pytest.FixtureRequest,
         location = str(tmp_path_factory.mktemp("isolation") / "isolation.db")
     store = open_store(location)
     try:
-        with LiveServer(location, "--rate", "0") as server:
+        with LiveServer(location, "--rate", "0", "--mcp-allow-erase") as server:
             yield World(request.param, server, store)
     finally:
         store.close()
@@ -316,6 +317,7 @@ def tool_call(world: World, data: st.DataObject, tenant: str,
         "update_memory": {"memory_id": mid, "text": text_for(world, tenant, user)},
         "delete_memory": {"memory_id": mid},
         "memory_history": {"memory_id": mid},
+        "erase_all_memories": {"confirm": True},
     }[tool]
     if data.draw(st.booleans(), label="names a user"):  # not a way out of the binding
         others = sorted(u for users in world.users.values() for u in users)
