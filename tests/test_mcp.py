@@ -507,10 +507,12 @@ def test_documented_client_configurations_start_the_server() -> None:
         for block in re.findall(r"```json\n(.*?)```", text, re.S):
             config = json.loads(block)
             for entry in (config.get("mcpServers") or config["servers"]).values():
+                if "url" in entry:  # over HTTP: tests/test_server_mcp.py connects with it
+                    continue
                 assert entry["command"] == "memlane" and entry.get("type", "stdio") == "stdio"
                 commands.append(entry["args"])
         commands += [line.split(" -- memlane ", 1)[1].split()
-                     for line in re.findall(r"\$ (claude mcp add .*)", text)]
+                     for line in re.findall(r"\$ (claude mcp add (?!--transport).*)", text)]
     assert len(commands) >= 6
     for args in commands:
         parsed = build_parser().parse_args(args)

@@ -49,6 +49,7 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
         import uvicorn
 
         from ..server import Settings, create_app
+        from ..server.mcp_mount import allowed_hosts, unavailable
     except ImportError as exc:
         raise missing_extra(exc.name or "fastapi", "server") from exc
     tenant = a.tenant or os.environ.get("MEMLANE_TENANT") or "default"
@@ -57,15 +58,27 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
     memory = _open_memory(a, a.threads + 2)  # the job runner's and a spare connection
     settings = Settings(open_memory=lambda: memory, auth=not a.no_auth, tenant=tenant,
                         max_body_bytes=a.max_body, rate=a.rate, burst=a.burst,
-                        threads=a.threads)
+                        threads=a.threads, mcp=not a.no_mcp,
+                        mcp_allow_erase=a.mcp_allow_erase,
+                        mcp_hosts=allowed_hosts(a.host, tuple(a.mcp_host)))
     who = f"without keys, as tenant {tenant!r}" if a.no_auth else "with keys"
-    print(f"memlane: serving {who}", file=sys.stderr, flush=True)
+    print(f"memlane: serving {who}; {_mcp_status(a, unavailable)}", file=sys.stderr,
+          flush=True)
     try:
         uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level=a.log_level,
                     timeout_graceful_shutdown=a.grace)
     finally:
         memory.close()
     return None
+
+
+def _mcp_status(a: argparse.Namespace, unavailable: Any) -> str:
+    if a.no_mcp:
+        return "MCP off (--no-mcp)"
+    reason = unavailable()
+    if reason is not None:
+        return f"/mcp unavailable: {reason}"
+    return "MCP at /mcp" + (" (with erase_all_memories)" if a.mcp_allow_erase else "")
 
 
 def register(sub: Any) -> None:
@@ -90,4 +103,11 @@ def register(sub: Any) -> None:
     sp.add_argument("--log-level", default="info",
                     choices=("critical", "error", "warning", "info", "debug"),
                     help="how much the server logs (default: info)")
+    sp.add_argument("--no-mcp", action="store_true",
+                    help="do not serve the MCP tools at /mcp")
+    sp.add_argument("--mcp-allow-erase", action="store_true",
+                    help="offer the erase_all_memories tool at /mcp")
+    sp.add_argument("--mcp-host", action="append", default=[], metavar="HOST",
+                    help="a Host name /mcp accepts besides loopback names and --host "
+                    "(repeatable; DNS-rebinding protection; '*' accepts any)")
     sp.set_defaults(handler=cmd_serve, no_store=True)

@@ -19,6 +19,7 @@ from ..errors import MemlaneError
 from . import errors
 from .jobs import JobRunner
 from .limits import BodyLimit
+from .mcp_mount import mount
 from .routes import router
 from .settings import Settings
 from .state import ServerState
@@ -26,7 +27,8 @@ from .state import ServerState
 DESCRIPTION = """Long-term memory for agents over HTTP: every operation of the `memlane`
 library under `/v1`, for the tenant of the request's key (`Authorization: Bearer <key>`;
 make keys with `memlane keys create`). Errors are
-`{"error": {"type": <memlane error class>, "message": ...}}`."""
+`{"error": {"type": <memlane error class>, "message": ...}}`. The same keys open the MCP
+tools at `/mcp` (streamable HTTP; docs/mcp.md)."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -42,7 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
         if runner is not None:
             runner.start()
         try:
-            yield
+            async with mcp_sessions():
+                yield
         finally:
             if runner is not None:
                 await run_in_threadpool(runner.stop)
@@ -56,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(HTTPException, errors.http_error)
     app.add_exception_handler(Exception, errors.unexpected)
     app.include_router(router)
+    mcp_sessions = mount(app, settings)
     _health(app)
     _docs(app)
     return app

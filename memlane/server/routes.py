@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from ..errors import InvalidInputError
 from ..exchange.jsonl import import_report_to_dict
@@ -26,12 +26,14 @@ from ..serialize import (
     record_to_dict,
     scope_counts_to_dict,
 )
-from ..types import Scope
+from ..types import JOB_STATUSES, STATUSES, Scope
 from .schemas import (
     AddIn,
     ContextIn,
     DeleteIn,
     ForgetIn,
+    Limit,
+    Offset,
     RunJobsIn,
     ScopeIn,
     SearchIn,
@@ -78,19 +80,21 @@ class ListQuery(ScopeIn):
     filters: str | None = None
     """A filter as JSON text (docs/filters.md)."""
     kinds: list[str] | None = None
-    statuses: list[str] | None = None
+    statuses: Annotated[list[str] | None, WithJsonSchema(
+        {"type": "array", "items": {"enum": list(STATUSES)}})] = None
     as_of: str | None = None
-    limit: int = 100
-    offset: int = 0
+    limit: Limit = 100
+    offset: Offset = 0
 
 
 class MessagesQuery(ScopeIn):
     limit: int | None = None
-    offset: int = 0
+    offset: Offset = 0
 
 
 class ScopesQuery(ScopeIn):
-    by: str | None = None
+    by: Annotated[str | None, WithJsonSchema(
+        {"enum": ["user_id", "agent_id", "session_id"]})] = None
 
 
 class DeleteAllQuery(ScopeIn):
@@ -101,8 +105,9 @@ class DeleteAllQuery(ScopeIn):
 class JobsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    statuses: list[str] | None = None
-    limit: int = 100
+    statuses: Annotated[list[str] | None, WithJsonSchema(
+        {"type": "array", "items": {"enum": list(JOB_STATUSES)}})] = None
+    limit: Limit = 100
 
 
 def _filters(text: str | None) -> Any:

@@ -30,3 +30,11 @@ class Settings:
     """Requests served at once (the rest wait); a PostgreSQL pool is sized to match."""
     job_interval: float = 0.5
     """Seconds between looks for background LLM jobs of any tenant (with an LLM)."""
+    mcp: bool = True
+    """Serve the MCP tools at ``/mcp`` behind the same keys (when the ``mcp`` extra is
+    installed)."""
+    mcp_allow_erase: bool = False
+    """Offer the ``erase_all_memories`` tool at ``/mcp``."""
+    mcp_hosts: tuple[str, ...] = ()
+    """Host names ``/mcp`` accepts besides loopback ones (the SDK's DNS-rebinding
+    protection); ``"*"`` accepts any."""
