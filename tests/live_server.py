@@ -32,6 +32,16 @@ def make_key(location: str, tenant: str, **options: Any) -> str:
     return token
 
 
+def key_set(location: str) -> dict[str, str]:
+    """The keys the server tests speak with: tenant acme's admin, whole-tenant, alice-only
+    and read-only keys, and a key of tenant globex."""
+    return {"admin": make_key(location, "acme", admin=True),
+            "full": make_key(location, "acme"),
+            "alice": make_key(location, "acme", users=["alice"]),
+            "reader": make_key(location, "acme", read_only=True),
+            "globex": make_key(location, "globex")}
+
+
 class LiveServer:
     """``memlane --db LOCATION serve --port 0 ...`` with the fake embedder; ``url`` once it
     listens. Its log is collected (``log``) so that the pipe never fills."""

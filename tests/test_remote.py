@@ -33,7 +33,7 @@ from memlane.store import SQLiteStore
 from memlane.store.base import EraseCounts
 
 from .conftest import env_with
-from .live_server import LiveServer, make_key, run_cli
+from .live_server import LiveServer, key_set, make_key, run_cli
 
 
 @dataclass
@@ -50,11 +50,7 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     location = str(tmp_path_factory.mktemp("remote") / "remote.db")
     SQLiteStore(location).close()
-    keys = {"admin": make_key(location, "acme", admin=True),
-            "full": make_key(location, "acme"),
-            "alice": make_key(location, "acme", users=["alice"]),
-            "reader": make_key(location, "acme", read_only=True),
-            "globex": make_key(location, "globex")}
+    keys = key_set(location)
     with LiveServer(location, "--rate", "0") as server:
         yield Served(server.url, location, keys)
 

@@ -16,7 +16,7 @@ import pytest
 from memlane.store import open_store
 
 from .conftest import env_with
-from .live_server import LiveServer, error_of, make_key, run_cli
+from .live_server import LiveServer, error_of, key_set, make_key, run_cli
 
 
 @dataclass
@@ -39,11 +39,7 @@ def served(request: pytest.FixtureRequest,
     else:
         location = str(tmp_path_factory.mktemp("server") / "server.db")
     open_store(location).close()  # the schema, before keys go in
-    keys = {"admin": make_key(location, "acme", admin=True),
-            "full": make_key(location, "acme"),
-            "alice": make_key(location, "acme", users=["alice"]),
-            "reader": make_key(location, "acme", read_only=True),
-            "globex": make_key(location, "globex")}
+    keys = key_set(location)
     with LiveServer(location, "--rate", "0") as server:
         yield Served(server, location, keys)
 
