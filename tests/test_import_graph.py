@@ -87,3 +87,41 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path: Path) -> Non
     assert first_cycle(graph) == ["pkg.low", "pkg.sub.high", "pkg.low"]
     (root / "low.py").write_text("import os\n")
     assert first_cycle(import_graph(root)) is None
+
+
+LAYERS: dict[str, int] = {
+    # values: plain data and rules
+    "types": 0, "kinds": 0, "filters": 0, "errors": 0, "erasure": 0, "ids": 0,
+    "timeutil": 0, "text": 0,
+    # models: vectors, tokens and completions
+    "embed": 1, "llm": 1, "prompts": 1, "tokens": 1,
+    # the store
+    "store": 2,
+    # stages: the work of add, search and exchange, and what they share
+    "write": 3, "read": 3, "validate": 3, "opening": 3, "serialize": 3, "exchange.jsonl": 3,
+    # the facade
+    "memory": 4, "aio": 4,
+    # doors: people and programs
+    "cli": 5, "server": 5, "mcp": 5, "remote": 5, "auth": 5, "exchange": 5, "eval": 5,
+    "dev": 5, "demo": 5,
+}
+"""Each part of the library and its layer (docs/architecture.md); a module may import its
+own layer and the ones below, never one above."""
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")[1:]  # without the package's own name
+    for n in range(len(parts), 0, -1):
+        found = LAYERS.get(".".join(parts[:n]))
+        if found is not None:
+            return found
+    return None
+
+
+def test_imports_point_down_the_layers() -> None:
+    graph = import_graph(PACKAGE)
+    modules = [m for m in graph if m != "memlane"]  # the package exports from every layer
+    assert [m for m in modules if layer_of(m) is None] == [], "give these modules a layer"
+    upward = sorted(f"{m} -> {d}" for m in modules for d in graph[m]
+                    if d != "memlane" and layer_of(d) > layer_of(m))  # type: ignore[operator]
+    assert upward == []
