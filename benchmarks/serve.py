@@ -55,7 +55,7 @@ from memlane.store import open_store
 from memlane.types import Scope
 
 from .report import update_section
-from .run import RESULTS, ROOT, corpus_vectors, write_turns
+from .run import DISTINCT_VECTORS, RESULTS, ROOT, corpus_vectors, write_turns
 from .synthetic import Generator
 
 TENANT = "default"
@@ -73,9 +73,11 @@ def _embedder(name: str) -> Embedder:
 
 def preload(location: str, memories: int, scopes: int, embedder: str) -> str:
     """Write ``memories`` turns (and their windows) into each scope; a key's secret."""
-    texts = [t.text for t in Generator(seed=5).turns(memories)]
+    # the cached corpus vectors are those of the first DISTINCT_VECTORS texts, always
+    texts = [t.text for t in Generator(seed=5).turns(max(memories, DISTINCT_VECTORS))]
     vectors = corpus_vectors(_embedder(embedder), texts) if embedder == "minilm" else (
-        FakeEmbedder().embed(texts))
+        FakeEmbedder().embed(texts[:memories]))
+    texts, vectors = texts[:memories], vectors[:memories]
     store = open_store(location)
     try:
         for index in range(scopes):
@@ -454,7 +456,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
               "lost answer and stored twice would make it more than sent; an add sent "
               "but not acknowledged, cut by the kill, may be stored or not). "
               "Client downtime: the longest time a client went without an answer around "
-              "the kill; restart (process start to ready, the model loaded): "
+              "the kill (the first searches after the restart also load the model and "
+              "rebuild the in-process indexes); restart (process start to `/readyz` "
+              "answering): "
               + ", ".join(f"{s} {r['kill']['restart_s']} s"
                           for s, r in result["stores"].items()) + ".", "",
               f"Targets (steady run, {result['clients']} clients):"]
