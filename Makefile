@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python -m benchmarks.scale --store postgres
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.reliability
+	$(BIN)/python -m benchmarks.serve
 	$(BIN)/python -m benchmarks.context_packing --docs
 
 clean:
