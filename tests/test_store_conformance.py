@@ -13,6 +13,7 @@ import pytest
 from memlane.errors import ConflictError, InvalidInputError
 from memlane.ids import new_id
 from memlane.store import ApiKey, RecordQuery, RecordUpdate, ScopeCounts, Store, WriteBatch
+from memlane.store.base import JobFinish, JobReleased
 from memlane.types import (
     STATUSES,
     HistoryEvent,
@@ -398,6 +399,80 @@ def test_claim_job_takes_a_pending_job_once_and_a_stale_running_one_again(
     running = store.find_jobs("default", statuses=["running"])
     assert {j.id: j.updated_at for j in running} == {pending.id: now, stale.id: now,
                                                      fresh.id: fresh.updated_at}
+
+
+def claimed_job(store: Store, scope: Scope, now: datetime = T0) -> Job:
+    pending = job(scope)
+    store.write(WriteBatch(scope=scope, jobs=[pending]))
+    claimed = store.claim_job(scope.tenant, pending.id, now, now - timedelta(minutes=10))
+    assert claimed is not None
+    return claimed
+
+
+def finishing(claimed: Job, *items: tuple[MemoryRecord, np.ndarray],
+              status: str = "done", error: str | None = None) -> WriteBatch:
+    result = replace(claimed, status=status, attempts=claimed.attempts + 1, error=error,
+                     updated_at=claimed.updated_at + timedelta(seconds=5),
+                     usage={"calls": 1})
+    return WriteBatch(scope=claimed.scope, inserts=list(items),
+                      finish=JobFinish(claimed=claimed, result=result))
+
+
+def test_a_job_finishes_in_place_with_its_facts_while_its_claim_holds(store: Store) -> None:
+    claimed = claimed_job(store, ALICE)
+    fact = record("Alice lives in Lisbon.", ALICE, kind="fact")
+    store.write(finishing(claimed, (fact, vec(1))))
+    assert [r.id for r in store.find(RecordQuery(ALICE, kinds=("fact",)))] == [fact.id]
+    [stored] = store.find_jobs("default")
+    assert (stored.id, stored.status, stored.attempts, stored.usage) == (
+        claimed.id, "done", 1, {"calls": 1})
+    with pytest.raises(JobReleased):  # finished: no claim left to finish again
+        store.write(finishing(claimed))
+
+
+def test_a_job_erased_while_it_ran_writes_nothing_and_comes_back_nowhere(
+        store: Store) -> None:
+    claimed = claimed_job(store, ALICE)
+    assert store.erase(ALICE).jobs == 1
+    fact = record("Alice lives in Lisbon.", ALICE, kind="fact")
+    with pytest.raises(JobReleased):
+        store.write(finishing(claimed, (fact, vec(1))))
+    with pytest.raises(JobReleased):
+        store.write(finishing(claimed, status="failed", error="the model's raw answer"))
+    assert store.find(RecordQuery(ALICE, statuses=STATUSES)) == []
+    assert store.find_jobs("default") == [] and store.tally_jobs(ALICE) == {}
+
+
+def test_a_job_reset_while_it_ran_writes_nothing(store: Store) -> None:
+    claimed = claimed_job(store, ALICE)
+    store.reset()
+    with pytest.raises(JobReleased):
+        store.write(finishing(claimed, (record("Alice lives in Lisbon.", ALICE,
+                                               kind="fact"), vec(1))))
+    assert store.find(RecordQuery(ALICE, statuses=STATUSES)) == []
+    assert store.find_jobs("default") == []
+
+
+def test_a_job_taken_over_after_its_lease_is_finished_by_its_new_runner_only(
+        store: Store) -> None:
+    first = claimed_job(store, ALICE)
+    later = T0 + timedelta(minutes=20)
+    second = store.claim_job("default", first.id, later, later - timedelta(minutes=10))
+    assert second is not None and second.updated_at == later
+    with pytest.raises(JobReleased):
+        store.write(finishing(first, (record("stale run", ALICE, kind="fact"), vec(1))))
+    assert store.find(RecordQuery(ALICE, kinds=("fact",))) == []
+    store.write(finishing(second, (record("new run", ALICE, kind="fact"), vec(1))))
+    assert [r.text for r in store.find(RecordQuery(ALICE, kinds=("fact",)))] == ["new run"]
+    assert [j.status for j in store.find_jobs("default")] == ["done"]
+
+
+def test_an_unclaimed_job_cannot_be_finished(store: Store) -> None:
+    pending = job(ALICE)
+    store.write(WriteBatch(scope=ALICE, jobs=[pending]))
+    with pytest.raises(JobReleased):
+        store.write(finishing(replace(pending, status="running")))
+    assert store.find_jobs("default") == [pending]
 
 
 def test_find_jobs_lists_a_tenants_jobs_oldest_first(store: Store) -> None:

@@ -159,6 +159,36 @@ def check_basis(batch: WriteBatch, newest: Callable[[int], Sequence[Message]]) -
             raise StaleConversation(fresh)
 
 
+class JobReleased(ConflictError):
+    """The job a batch finishes is no longer held by the run finishing it: erased meanwhile
+    (``erase``, ``reset``), finished, or taken over by another runner after its lease. The
+    store wrote nothing; the run drops its result."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinish:
+    """A job's outcome, written by the run that claimed it (``claim_job``)."""
+
+    claimed: Job
+    """The job as ``claim_job`` returned it: its ``updated_at`` names the claim."""
+    result: Job
+    """Its new state (status, attempts, error, actions, usage, ``updated_at``)."""
+
+
+def check_claim(stored: Job | None, finish: JobFinish) -> None:
+    """Raise ``JobReleased`` unless ``stored`` (the job as the write transaction sees it)
+    is still running under ``finish``'s claim; stores that check in SQL say the same."""
+    claimed = finish.claimed
+    if (stored is None or stored.tenant != claimed.tenant or stored.status != "running"
+            or stored.updated_at != claimed.updated_at):
+        raise released(claimed)
+
+
+def released(job: Job) -> JobReleased:
+    return JobReleased(f"job {job.id} was erased, finished or taken over while this run "
+                       "held it; its result was dropped")
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one operation writes, applied atomically.
@@ -180,7 +210,11 @@ class WriteBatch:
     updates: list[RecordUpdate] = field(default_factory=list)
     events: list[HistoryEvent] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
-    """Jobs to insert or replace (by id) in the same transaction."""
+    """New jobs to insert in the same transaction (an add's job)."""
+    finish: JobFinish | None = None
+    """The job this batch finishes: the store writes the batch only if the job is still
+    running under this claim (checked in the write transaction, so a job erased or taken
+    over meanwhile writes nothing: ``JobReleased``), and updates the job's row in place."""
     after: Basis | None = None
     """For an add, the conversation (exactly ``scope``) as its windows were built on it: the
     store writes nothing and raises ``StaleConversation`` if it has changed (``check_basis``).

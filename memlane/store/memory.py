@@ -27,6 +27,7 @@ from .base import (
     WriteOutcome,
     check_add_key_reuse,
     check_basis,
+    check_claim,
     dense_score,
     keyword_score,
     scope_counts,
@@ -82,6 +83,8 @@ class InMemoryStore:
                     self._vectors[update.record.id] = update.vector
             self._history.extend(batch.events)
             self._jobs.update((j.id, j) for j in batch.jobs)
+            if batch.finish is not None:
+                self._jobs[batch.finish.result.id] = batch.finish.result
             ids = tuple(r.id for r, _ in batch.inserts)
             if batch.add_key is not None:
                 self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids,
@@ -90,6 +93,12 @@ class InMemoryStore:
 
     def _check(self, batch: WriteBatch) -> None:
         """Validate the whole batch before changing anything (all or nothing)."""
+        if batch.finish is not None:
+            claimed = batch.finish.claimed
+            check_claim(self._job(claimed.tenant, claimed.id), batch.finish)
+        for job in batch.jobs:
+            if job.id in self._jobs:
+                raise InvalidInputError(f"job id {job.id!r} already exists")
         for message in batch.messages:
             if _message_key(message) in self._messages:
                 raise InvalidInputError(f"message id {message.id!r} already exists in its scope")

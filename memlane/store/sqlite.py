@@ -40,6 +40,7 @@ from .base import (
     WriteOutcome,
     check_add_key_reuse,
     check_basis,
+    released,
 )
 from .derived import DerivedIndex
 from .sql_keys import insert_sql, key_by_id, key_row, revoke_sql
@@ -138,12 +139,13 @@ class SQLiteStore(SQLStore):
                     if done is not None:
                         return WriteOutcome(False, done)
                 check_basis(batch, lambda n: self.recent_messages(batch.scope, n))
+                self._finish_job(db, batch)
                 self._insert_messages(db, batch.messages)
                 self._insert_records(db, batch.inserts)
                 self._apply_updates(db, batch)
                 db.executemany(f"INSERT INTO history ({codec.HIST_COLS}) VALUES ({_q(10)})",
                                [codec.event_row(e) for e in batch.events])
-                db.executemany(f"INSERT OR REPLACE INTO jobs ({codec.JOB_COLS}) VALUES ({_q(14)})",
+                db.executemany(f"INSERT INTO jobs ({codec.JOB_COLS}) VALUES ({_q(14)})",
                                [codec.job_row(j) for j in batch.jobs])
                 ids = tuple(r.id for r, _ in batch.inserts)
                 if batch.add_key is not None:
@@ -172,6 +174,14 @@ class SQLiteStore(SQLStore):
             return None
         check_add_key_reuse(batch, codec.scope_of(batch.scope.tenant, row[1:4]), row[4])
         return tuple(json.loads(row[0]))
+
+    def _finish_job(self, db: sqlite3.Connection, batch: WriteBatch) -> None:
+        """Write the outcome of the job ``batch`` finishes, or refuse the whole batch if the
+        job is no longer running under its claim (``JobReleased``)."""
+        if batch.finish is not None:
+            sql, params = self._reads.finish_job_sql(batch.finish, "?")
+            if db.execute(sql, params).fetchone() is None:
+                raise released(batch.finish.claimed)
 
     @staticmethod
     def _insert_messages(db: sqlite3.Connection, messages: list[Message]) -> None:
