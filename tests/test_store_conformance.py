@@ -131,25 +131,40 @@ def test_add_key_is_bound_to_its_scope_and_content(store: Store) -> None:
     secret = record("Alice secret: code 9911", ALICE)
     store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
                            inserts=[(secret, vec(1))]))
-    alice_s1 = Scope("default", "alice", None, "s1")
-    for scope, fingerprint in ((BOB, "bob-add"), (BOB, "alice-add"), (alice_s1, "alice-add"),
-                               (ALICE, "another-add")):
-        with pytest.raises(ConflictError, match="req-1"):
-            store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint=fingerprint,
-                                   inserts=[(record("Bob: buy milk", scope), vec(1))]))
-    assert store.find(RecordQuery(BOB)) == []
+    with pytest.raises(ConflictError, match="req-1"):  # same scope, another add
+        store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="another-add",
+                               inserts=[(record("Alice: buy milk", ALICE), vec(1))]))
     assert [r.id for r in store.find(RecordQuery(ALICE))] == [secret.id]
     again = store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
                                    inserts=[(record("Alice secret: code 9911", ALICE), vec(1))]))
     assert not again.applied and again.memory_ids == (secret.id,)
-    # a key stored without a fingerprint (written before fingerprints) is bound to its scope
-    store.write(WriteBatch(scope=ALICE, add_key="old", inserts=[(record("x", ALICE), vec(1))]))
-    assert not store.write(WriteBatch(scope=ALICE, add_key="old", add_fingerprint="f")).applied
-    with pytest.raises(ConflictError):
-        store.write(WriteBatch(scope=BOB, add_key="old", add_fingerprint="f"))
-    # a key is per tenant: another tenant may use the same one
-    other = Scope("other", "alice")
-    assert store.write(WriteBatch(scope=other, add_key="req-1", add_fingerprint="o")).applied
+    # a key stored without a fingerprint (written before fingerprints) names its scope's add
+    old = record("x", ALICE)
+    store.write(WriteBatch(scope=ALICE, add_key="old", inserts=[(old, vec(1))]))
+    retried = store.write(WriteBatch(scope=ALICE, add_key="old", add_fingerprint="f"))
+    assert not retried.applied and retried.memory_ids == (old.id,)
+
+
+def test_the_same_add_key_in_another_scope_is_another_key(store: Store) -> None:
+    secret = record("Alice secret: code 9911", ALICE)
+    store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
+                           inserts=[(secret, vec(1))]))
+    alice_s1, other = Scope("default", "alice", None, "s1"), Scope("other", "alice")
+    stored = {}
+    for scope in (BOB, Scope("default", "bob", "agent"), alice_s1, other):
+        mine = record(f"{scope}: buy milk", scope)
+        outcome = store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint="f",
+                                         inserts=[(mine, vec(1))]))
+        assert outcome.applied and outcome.memory_ids == (mine.id,)  # no conflict, no leak
+        stored[scope] = mine.id
+    for scope, memory_id in stored.items():  # each scope's retry answers with its own add
+        retried = store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint="f"))
+        assert not retried.applied and retried.memory_ids == (memory_id,)
+    assert [r.id for r in store.find(RecordQuery(ALICE, statuses=STATUSES))
+            if r.scope == ALICE] == [secret.id]
+    assert store.erase(BOB).adds == 2  # bob's keys, not alice's
+    again = store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add"))
+    assert not again.applied and again.memory_ids == (secret.id,)
 
 
 def test_batch_is_all_or_nothing(store: Store) -> None:

@@ -193,11 +193,12 @@ def released(job: Job) -> JobReleased:
 class WriteBatch:
     """Everything one operation writes, applied atomically.
 
-    With ``add_key`` set, a batch whose key was already applied writes nothing and the
-    store answers with the ids the first application stored (idempotent retries). A key
-    names one add: it is kept with the add's scope and ``add_fingerprint`` (what the add
-    held), and a batch reusing it in another scope or with another fingerprint is a
-    ``ConflictError``, never an answer with another add's ids.
+    With ``add_key`` set, a batch whose key was already applied in its scope writes nothing
+    and the store answers with the ids the first application stored (idempotent retries).
+    A key names one add of one scope (tenant, user, agent and session exactly): the same key
+    in another scope is another key, so a key tells nothing of other scopes' adds. It is
+    kept with ``add_fingerprint`` (what the add held), and a batch reusing it in its scope
+    with another fingerprint is a ``ConflictError``, never an answer with another add's ids.
     ``scope`` is the scope the batch writes in (its tenant bounds every row it touches).
     """
 
@@ -221,18 +222,16 @@ class WriteBatch:
     """
 
 
-def check_add_key_reuse(batch: WriteBatch, stored_scope: Scope,
-                        stored_fingerprint: str | None) -> None:
-    """Raise ``ConflictError`` unless the add stored under ``batch.add_key`` (in
-    ``stored_scope``, with ``stored_fingerprint``) is the add ``batch`` retries. A key
-    stored without a fingerprint (before fingerprints were kept) is matched by scope."""
-    same_content = (stored_fingerprint is None or batch.add_fingerprint is None
-                    or stored_fingerprint == batch.add_fingerprint)
-    if stored_scope != batch.scope or not same_content:
+def check_add_key_reuse(batch: WriteBatch, stored_fingerprint: str | None) -> None:
+    """Raise ``ConflictError`` unless the add stored under ``batch.add_key`` in the batch's
+    scope (with ``stored_fingerprint``) is the add ``batch`` retries. A key stored without a
+    fingerprint (before fingerprints were kept) is matched by its scope alone."""
+    if (stored_fingerprint is not None and batch.add_fingerprint is not None
+            and stored_fingerprint != batch.add_fingerprint):
         raise AddKeyReused(
-            f"idempotency key {batch.add_key!r} was already used for a different add (other "
-            "messages, another time or another scope); nothing stored: a new add needs a "
-            "new key")
+            f"idempotency key {batch.add_key!r} was already used in this scope for a "
+            "different add (other messages or another time); nothing stored: a new add "
+            "needs a new key")
 
 
 @dataclass(frozen=True, slots=True)

@@ -253,15 +253,17 @@ class PostgresStore(SQLStore):
                 "%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)", codec.job_row(job))
         ids = tuple(r.id for r, _ in batch.inserts)
         if batch.add_key is not None:
-            conn.execute("UPDATE adds SET memory_ids = %s WHERE tenant = %s AND key = %s",
-                         (json.dumps(ids), tenant, batch.add_key))
+            conn.execute("UPDATE adds SET memory_ids = %s WHERE tenant = %s AND user_id = %s "
+                         "AND agent_id = %s AND session_id = %s AND key = %s",
+                         (json.dumps(ids), tenant, *codec.scope_values(batch.scope),
+                          batch.add_key))
         self._bump(conn, tenant)
         return WriteOutcome(True, ids)
 
     @staticmethod
     def _claim_add_key(conn: Any, batch: WriteBatch) -> tuple[str, ...] | None:
-        """Claim ``batch.add_key`` for this add; if an add already holds it, the ids it
-        stored (when it is this same add: else ``ConflictError``)."""
+        """Claim ``batch.add_key`` for this add in its scope; if an add of the scope already
+        holds it, the ids it stored (when it is this same add: else ``ConflictError``)."""
         tenant = batch.scope.tenant
         claimed = conn.execute(
             "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id, "
@@ -270,10 +272,10 @@ class PostgresStore(SQLStore):
                               batch.add_fingerprint)).fetchone()
         if claimed is not None:
             return None
-        row = conn.execute("SELECT memory_ids, user_id, agent_id, session_id, fingerprint "
-                           "FROM adds WHERE tenant = %s AND key = %s",
-                           (tenant, batch.add_key)).fetchone()
-        check_add_key_reuse(batch, codec.scope_of(tenant, row[1:4]), row[4])
+        row = conn.execute("SELECT memory_ids, fingerprint FROM adds WHERE tenant = %s AND "
+                           "user_id = %s AND agent_id = %s AND session_id = %s AND key = %s",
+                           (tenant, *codec.scope_values(batch.scope), batch.add_key)).fetchone()
+        check_add_key_reuse(batch, row[1])
         return tuple(json.loads(row[0]))
 
     @staticmethod

@@ -165,14 +165,15 @@ class SQLiteStore(SQLStore):
 
     @staticmethod
     def _applied_add(db: sqlite3.Connection, batch: WriteBatch) -> tuple[str, ...] | None:
-        """The ids stored by the add of ``batch.add_key``, if it was applied (and is this
-        same add: else ``ConflictError``)."""
-        row = db.execute("SELECT memory_ids, user_id, agent_id, session_id, fingerprint FROM "
-                         "adds WHERE tenant = ? AND key = ?",
-                         (batch.scope.tenant, batch.add_key)).fetchone()
+        """The ids stored by the add of ``batch.add_key`` in the batch's scope, if it was
+        applied (and is this same add: else ``ConflictError``)."""
+        row = db.execute("SELECT memory_ids, fingerprint FROM adds WHERE tenant = ? AND "
+                         "user_id = ? AND agent_id = ? AND session_id = ? AND key = ?",
+                         (batch.scope.tenant, *codec.scope_values(batch.scope),
+                          batch.add_key)).fetchone()
         if row is None:
             return None
-        check_add_key_reuse(batch, codec.scope_of(batch.scope.tenant, row[1:4]), row[4])
+        check_add_key_reuse(batch, row[1])
         return tuple(json.loads(row[0]))
 
     def _finish_job(self, db: sqlite3.Connection, batch: WriteBatch) -> None:
