@@ -84,3 +84,13 @@ def test_a_job_worker_ends_when_its_tenant_has_no_jobs_left(tmp_path: Path) -> N
         assert mem.wait_for_jobs(timeout=30)  # no job was left without a worker
         assert [j.status for j in mem.jobs()] == ["done"] * 11
         assert _ended(before, "memlane-jobs")
+
+
+def test_the_servers_postgres_pool_covers_every_thread_that_reads() -> None:
+    from memlane.cli.serve import pool_size
+    from memlane.read.search import RETRIEVER_THREADS
+
+    for threads in (1, 8, 32):
+        # request and MCP tool threads, the shared retriever threads of every search, the
+        # server's job runner and a background job worker
+        assert pool_size(threads) >= threads + RETRIEVER_THREADS + 2
