@@ -287,12 +287,12 @@ class Held:
 
     def __init__(self, *answers: str | dict[str, Any]) -> None:
         self.asked, self.answer = threading.Event(), threading.Event()
-        self._replay = replay(answers)
+        self.replayed = replay(answers)
 
     def __call__(self, messages: list[dict[str, str]], name: str) -> str:
         self.asked.set()
         assert self.answer.wait(30)
-        return self._replay(messages, name)
+        return self.replayed(messages, name)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
