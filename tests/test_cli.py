@@ -101,9 +101,12 @@ def test_exit_codes_scripts_can_trust(db: Path) -> None:
 
 def test_an_idempotency_key_never_returns_another_users_add(db: Path) -> None:
     run(db, "add", "Alice secret: code 9911", "--user", "alice", "--key", "req-1")
-    done = run(db, "add", "Bob: buy milk", "--user", "bob", "--key", "req-1", code=4)
+    bobs = out(run(db, "add", "Bob: buy milk", "--user", "bob", "--key", "req-1"))
+    assert [r["text"] for r in bobs] == ["Bob: buy milk"]  # bob's own key
+    done = run(db, "add", "Bob: buy eggs", "--user", "bob", "--key", "req-1", code=4)
     assert "9911" not in done.stdout + done.stderr and "req-1" in done.stderr
-    assert out(run(db, "list", "--user", "bob")) == []
+    assert [r["id"] for r in out(run(db, "list", "--user", "bob"))
+            if r["kind"] == "turn"] == [bobs[0]["id"]]
     again = out(run(db, "add", "Alice secret: code 9911", "--user", "alice", "--key", "req-1"))
     assert [r["text"] for r in again] == ["Alice secret: code 9911"]
     assert len(out(run(db, "list", "--user", "alice"))) == 1

@@ -280,3 +280,52 @@ def test_stats_count_memories_jobs_and_llm_cost(mem: Memory) -> None:
     assert stats["messages"] == 2 and stats["jobs"] == {"done": 2}
     assert stats["llm_usage"]["calls"] == 4 and stats["llm_usage"]["prompt_tokens"] > 0
     assert mem.stats(user_id="bob")["memories"] == {}
+
+
+class Held:
+    """A scripted model whose extraction waits until the test lets it answer."""
+
+    def __init__(self, *answers: str | dict[str, Any]) -> None:
+        self.asked, self.answer = threading.Event(), threading.Event()
+        self.replayed = replay(answers)
+
+    def __call__(self, messages: list[dict[str, str]], name: str) -> str:
+        self.asked.set()
+        assert self.answer.wait(30)
+        return self.replayed(messages, name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        from memlane.dev.postgres import fresh_database
+
+        return fresh_database(request.getfixturevalue("postgres_server"))
+    return str(tmp_path / "held.db")
+
+
+FOUND = {"facts": [{"text": "Alice lives in Lisbon.", "sources": [1]}]}
+DECIDED = {"action": "ADD", "target": None, "reason": "new"}
+
+
+@pytest.mark.parametrize(("answers", "how"), [
+    ((FOUND, DECIDED), "forget"), ((FOUND, DECIDED), "reset"),
+    (("Sure! here you go: nothing",), "forget")])
+def test_a_job_running_while_its_scope_is_erased_brings_nothing_back(
+        location: str, answers: tuple[Any, ...], how: str) -> None:
+    held = Held(*answers)
+    mem = Memory(location, embedder=FakeEmbedder(), llm=ScriptedLLM(held))
+    try:
+        mem.add("I moved to Lisbon.", user_id="alice", infer="background")
+        assert held.asked.wait(30)  # the job is running, inside the model call
+        if how == "forget":
+            assert mem.forget(user_id="alice").jobs == 1
+        else:
+            mem.reset()
+        held.answer.set()
+    finally:
+        mem.close()  # waits for the job's worker to finish its run
+    with Memory(location, embedder=FakeEmbedder()) as after:
+        assert after.get_all(user_id="alice") == []
+        assert after.search("where does alice live", user_id="alice") == []
+        assert after.jobs() == []

@@ -4,6 +4,7 @@ own: its tenant views share them, and closing the Memory, not a view, stops them
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from memlane import FakeEmbedder, Memory
@@ -34,16 +35,62 @@ def test_the_owner_stops_the_search_threads_and_a_view_closes_nothing() -> None:
     assert _started(before, "memlane-retriever") == []
 
 
+def _ended(before: set[threading.Thread], name: str, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while _started(before, name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_closing_the_owner_stops_the_job_workers_of_its_views(tmp_path: Path) -> None:
     before = set(threading.enumerate())
-    mem = Memory(tmp_path / "m.db", embedder=FakeEmbedder(),
-                 llm=ScriptedLLM(replay([{"facts": []}])))
+    answer = threading.Event()
+
+    def held(messages: list[dict[str, str]], name: str) -> str:
+        assert answer.wait(30)
+        return '{"facts": []}'
+
+    mem = Memory(tmp_path / "m.db", embedder=FakeEmbedder(), llm=ScriptedLLM(held))
     view = mem.for_tenant("acme")
     view.add("I live in Oslo.", user_id="alice", infer="background")
-    assert view.wait_for_jobs(timeout=30)
-    assert [j.status for j in view.jobs()] == ["done"] and mem.jobs() == []
     assert _started(before, "memlane-jobs")
     view.close()
     assert _started(before, "memlane-jobs")  # a view closes nothing
+    answer.set()
     mem.close()
     assert _started(before, "memlane-jobs") == []
+    with Memory(tmp_path / "m.db", embedder=FakeEmbedder()) as after:
+        assert [j.status for j in after.for_tenant("acme").jobs()] == ["done"]
+
+
+def test_a_job_worker_ends_when_its_tenant_has_no_jobs_left(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    with Memory(tmp_path / "m.db", embedder=FakeEmbedder(),
+                llm=ScriptedLLM(replay([{"facts": []}]))) as mem:
+        for city in ("Oslo", "Lima", "Rome"):
+            mem.add(f"I live in {city}.", user_id="alice", infer="background")
+            assert mem.wait_for_jobs(timeout=30)
+            assert _ended(before, "memlane-jobs")  # idle: no thread polls the store
+        assert [j.status for j in mem.jobs()] == ["done"] * 3
+        racing = [threading.Thread(target=mem.add, args=(f"note {i}",),
+                                   kwargs={"user_id": "bob", "infer": "background"})
+                  for i in range(8)]
+        for t in racing:
+            t.start()
+        for t in racing:
+            t.join()
+        assert mem.wait_for_jobs(timeout=30)  # no job was left without a worker
+        assert [j.status for j in mem.jobs()] == ["done"] * 11
+        assert _ended(before, "memlane-jobs")
+
+
+def test_the_servers_postgres_pool_covers_every_thread_that_reads() -> None:
+    from memlane.cli.serve import pool_size
+    from memlane.read.search import RETRIEVER_THREADS
+
+    for threads in (1, 8, 32):
+        # request and MCP tool threads, the shared retriever threads of every search, the
+        # server's job runner and a background job worker
+        assert pool_size(threads) >= threads + RETRIEVER_THREADS + 2

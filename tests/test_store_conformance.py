@@ -13,6 +13,7 @@ import pytest
 from memlane.errors import ConflictError, InvalidInputError
 from memlane.ids import new_id
 from memlane.store import ApiKey, RecordQuery, RecordUpdate, ScopeCounts, Store, WriteBatch
+from memlane.store.base import JobFinish, JobReleased
 from memlane.types import (
     STATUSES,
     HistoryEvent,
@@ -130,25 +131,40 @@ def test_add_key_is_bound_to_its_scope_and_content(store: Store) -> None:
     secret = record("Alice secret: code 9911", ALICE)
     store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
                            inserts=[(secret, vec(1))]))
-    alice_s1 = Scope("default", "alice", None, "s1")
-    for scope, fingerprint in ((BOB, "bob-add"), (BOB, "alice-add"), (alice_s1, "alice-add"),
-                               (ALICE, "another-add")):
-        with pytest.raises(ConflictError, match="req-1"):
-            store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint=fingerprint,
-                                   inserts=[(record("Bob: buy milk", scope), vec(1))]))
-    assert store.find(RecordQuery(BOB)) == []
+    with pytest.raises(ConflictError, match="req-1"):  # same scope, another add
+        store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="another-add",
+                               inserts=[(record("Alice: buy milk", ALICE), vec(1))]))
     assert [r.id for r in store.find(RecordQuery(ALICE))] == [secret.id]
     again = store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
                                    inserts=[(record("Alice secret: code 9911", ALICE), vec(1))]))
     assert not again.applied and again.memory_ids == (secret.id,)
-    # a key stored without a fingerprint (written before fingerprints) is bound to its scope
-    store.write(WriteBatch(scope=ALICE, add_key="old", inserts=[(record("x", ALICE), vec(1))]))
-    assert not store.write(WriteBatch(scope=ALICE, add_key="old", add_fingerprint="f")).applied
-    with pytest.raises(ConflictError):
-        store.write(WriteBatch(scope=BOB, add_key="old", add_fingerprint="f"))
-    # a key is per tenant: another tenant may use the same one
-    other = Scope("other", "alice")
-    assert store.write(WriteBatch(scope=other, add_key="req-1", add_fingerprint="o")).applied
+    # a key stored without a fingerprint (written before fingerprints) names its scope's add
+    old = record("x", ALICE)
+    store.write(WriteBatch(scope=ALICE, add_key="old", inserts=[(old, vec(1))]))
+    retried = store.write(WriteBatch(scope=ALICE, add_key="old", add_fingerprint="f"))
+    assert not retried.applied and retried.memory_ids == (old.id,)
+
+
+def test_the_same_add_key_in_another_scope_is_another_key(store: Store) -> None:
+    secret = record("Alice secret: code 9911", ALICE)
+    store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add",
+                           inserts=[(secret, vec(1))]))
+    alice_s1, other = Scope("default", "alice", None, "s1"), Scope("other", "alice")
+    stored = {}
+    for scope in (BOB, Scope("default", "bob", "agent"), alice_s1, other):
+        mine = record(f"{scope}: buy milk", scope)
+        outcome = store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint="f",
+                                         inserts=[(mine, vec(1))]))
+        assert outcome.applied and outcome.memory_ids == (mine.id,)  # no conflict, no leak
+        stored[scope] = mine.id
+    for scope, memory_id in stored.items():  # each scope's retry answers with its own add
+        retried = store.write(WriteBatch(scope=scope, add_key="req-1", add_fingerprint="f"))
+        assert not retried.applied and retried.memory_ids == (memory_id,)
+    assert [r.id for r in store.find(RecordQuery(ALICE, statuses=STATUSES))
+            if r.scope == ALICE] == [secret.id]
+    assert store.erase(BOB).adds == 2  # bob's keys, not alice's
+    again = store.write(WriteBatch(scope=ALICE, add_key="req-1", add_fingerprint="alice-add"))
+    assert not again.applied and again.memory_ids == (secret.id,)
 
 
 def test_batch_is_all_or_nothing(store: Store) -> None:
@@ -398,6 +414,80 @@ def test_claim_job_takes_a_pending_job_once_and_a_stale_running_one_again(
     running = store.find_jobs("default", statuses=["running"])
     assert {j.id: j.updated_at for j in running} == {pending.id: now, stale.id: now,
                                                      fresh.id: fresh.updated_at}
+
+
+def claimed_job(store: Store, scope: Scope, now: datetime = T0) -> Job:
+    pending = job(scope)
+    store.write(WriteBatch(scope=scope, jobs=[pending]))
+    claimed = store.claim_job(scope.tenant, pending.id, now, now - timedelta(minutes=10))
+    assert claimed is not None
+    return claimed
+
+
+def finishing(claimed: Job, *items: tuple[MemoryRecord, np.ndarray],
+              status: str = "done", error: str | None = None) -> WriteBatch:
+    result = replace(claimed, status=status, attempts=claimed.attempts + 1, error=error,
+                     updated_at=claimed.updated_at + timedelta(seconds=5),
+                     usage={"calls": 1})
+    return WriteBatch(scope=claimed.scope, inserts=list(items),
+                      finish=JobFinish(claimed=claimed, result=result))
+
+
+def test_a_job_finishes_in_place_with_its_facts_while_its_claim_holds(store: Store) -> None:
+    claimed = claimed_job(store, ALICE)
+    fact = record("Alice lives in Lisbon.", ALICE, kind="fact")
+    store.write(finishing(claimed, (fact, vec(1))))
+    assert [r.id for r in store.find(RecordQuery(ALICE, kinds=("fact",)))] == [fact.id]
+    [stored] = store.find_jobs("default")
+    assert (stored.id, stored.status, stored.attempts, stored.usage) == (
+        claimed.id, "done", 1, {"calls": 1})
+    with pytest.raises(JobReleased):  # finished: no claim left to finish again
+        store.write(finishing(claimed))
+
+
+def test_a_job_erased_while_it_ran_writes_nothing_and_comes_back_nowhere(
+        store: Store) -> None:
+    claimed = claimed_job(store, ALICE)
+    assert store.erase(ALICE).jobs == 1
+    fact = record("Alice lives in Lisbon.", ALICE, kind="fact")
+    with pytest.raises(JobReleased):
+        store.write(finishing(claimed, (fact, vec(1))))
+    with pytest.raises(JobReleased):
+        store.write(finishing(claimed, status="failed", error="the model's raw answer"))
+    assert store.find(RecordQuery(ALICE, statuses=STATUSES)) == []
+    assert store.find_jobs("default") == [] and store.tally_jobs(ALICE) == {}
+
+
+def test_a_job_reset_while_it_ran_writes_nothing(store: Store) -> None:
+    claimed = claimed_job(store, ALICE)
+    store.reset()
+    with pytest.raises(JobReleased):
+        store.write(finishing(claimed, (record("Alice lives in Lisbon.", ALICE,
+                                               kind="fact"), vec(1))))
+    assert store.find(RecordQuery(ALICE, statuses=STATUSES)) == []
+    assert store.find_jobs("default") == []
+
+
+def test_a_job_taken_over_after_its_lease_is_finished_by_its_new_runner_only(
+        store: Store) -> None:
+    first = claimed_job(store, ALICE)
+    later = T0 + timedelta(minutes=20)
+    second = store.claim_job("default", first.id, later, later - timedelta(minutes=10))
+    assert second is not None and second.updated_at == later
+    with pytest.raises(JobReleased):
+        store.write(finishing(first, (record("stale run", ALICE, kind="fact"), vec(1))))
+    assert store.find(RecordQuery(ALICE, kinds=("fact",))) == []
+    store.write(finishing(second, (record("new run", ALICE, kind="fact"), vec(1))))
+    assert [r.text for r in store.find(RecordQuery(ALICE, kinds=("fact",)))] == ["new run"]
+    assert [j.status for j in store.find_jobs("default")] == ["done"]
+
+
+def test_an_unclaimed_job_cannot_be_finished(store: Store) -> None:
+    pending = job(ALICE)
+    store.write(WriteBatch(scope=ALICE, jobs=[pending]))
+    with pytest.raises(JobReleased):
+        store.write(finishing(replace(pending, status="running")))
+    assert store.find_jobs("default") == [pending]
 
 
 def test_find_jobs_lists_a_tenants_jobs_oldest_first(store: Store) -> None:

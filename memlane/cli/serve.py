@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import UsageError, missing_extra
 from ..memory import Memory, default_location
+from ..read.search import RETRIEVER_THREADS
 from ..store import open_store
 from .opening import embedder_name, make_embedder, make_llm
 
@@ -28,6 +29,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+JOB_CONNECTIONS = 2
+"""The server's job runner, and one tenant's background job worker (more workers wait)."""
+
+
+def pool_size(threads: int) -> int:
+    """PostgreSQL connections for a server of ``threads`` request threads: each request or
+    MCP tool thread (they share anyio's ``threads`` worker threads) holds at most one at a
+    time, the retriever threads every search shares hold up to ``RETRIEVER_THREADS`` more
+    (a searching thread holds none while it waits for them), plus ``JOB_CONNECTIONS``."""
+    return threads + RETRIEVER_THREADS + JOB_CONNECTIONS
 
 
 def _open_memory(args: argparse.Namespace, connections: int) -> Memory:
@@ -55,7 +68,7 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
     tenant = a.tenant or os.environ.get("MEMLANE_TENANT") or "default"
     # opened here, so that a bad --db or embedder fails before listening; the server's
     # lifespan closes it once the requests in flight are answered
-    memory = _open_memory(a, a.threads + 2)  # the job runner's and a spare connection
+    memory = _open_memory(a, pool_size(a.threads))
     settings = Settings(open_memory=lambda: memory, auth=not a.no_auth, tenant=tenant,
                         max_body_bytes=a.max_body, rate=a.rate, burst=a.burst,
                         threads=a.threads, mcp=not a.no_mcp,

@@ -142,6 +142,12 @@ def resolve(config: str | SearchConfig | None, default: SearchConfig) -> SearchC
     return named
 
 
+RETRIEVER_THREADS = 4
+"""Threads a ``Pool`` runs retrievers on, shared by every search of a ``Memory``: at most
+this many of its searches' reads hold a store connection at once (the searching thread
+holds none while it waits for them)."""
+
+
 class Pool:
     """Threads that run a search's retrievers side by side: the model and the database both
     release the GIL, so the query embedding overlaps the keyword search.
@@ -150,7 +156,7 @@ class Pool:
     ``close``; after that (or with no pool at all) retrievers run one after another.
     """
 
-    def __init__(self, workers: int = 4) -> None:
+    def __init__(self, workers: int = RETRIEVER_THREADS) -> None:
         self._workers = workers
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False

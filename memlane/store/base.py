@@ -159,15 +159,46 @@ def check_basis(batch: WriteBatch, newest: Callable[[int], Sequence[Message]]) -
             raise StaleConversation(fresh)
 
 
+class JobReleased(ConflictError):
+    """The job a batch finishes is no longer held by the run finishing it: erased meanwhile
+    (``erase``, ``reset``), finished, or taken over by another runner after its lease. The
+    store wrote nothing; the run drops its result."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinish:
+    """A job's outcome, written by the run that claimed it (``claim_job``)."""
+
+    claimed: Job
+    """The job as ``claim_job`` returned it: its ``updated_at`` names the claim."""
+    result: Job
+    """Its new state (status, attempts, error, actions, usage, ``updated_at``)."""
+
+
+def check_claim(stored: Job | None, finish: JobFinish) -> None:
+    """Raise ``JobReleased`` unless ``stored`` (the job as the write transaction sees it)
+    is still running under ``finish``'s claim; stores that check in SQL say the same."""
+    claimed = finish.claimed
+    if (stored is None or stored.tenant != claimed.tenant or stored.status != "running"
+            or stored.updated_at != claimed.updated_at):
+        raise released(claimed)
+
+
+def released(job: Job) -> JobReleased:
+    return JobReleased(f"job {job.id} was erased, finished or taken over while this run "
+                       "held it; its result was dropped")
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one operation writes, applied atomically.
 
-    With ``add_key`` set, a batch whose key was already applied writes nothing and the
-    store answers with the ids the first application stored (idempotent retries). A key
-    names one add: it is kept with the add's scope and ``add_fingerprint`` (what the add
-    held), and a batch reusing it in another scope or with another fingerprint is a
-    ``ConflictError``, never an answer with another add's ids.
+    With ``add_key`` set, a batch whose key was already applied in its scope writes nothing
+    and the store answers with the ids the first application stored (idempotent retries).
+    A key names one add of one scope (tenant, user, agent and session exactly): the same key
+    in another scope is another key, so a key tells nothing of other scopes' adds. It is
+    kept with ``add_fingerprint`` (what the add held), and a batch reusing it in its scope
+    with another fingerprint is a ``ConflictError``, never an answer with another add's ids.
     ``scope`` is the scope the batch writes in (its tenant bounds every row it touches).
     """
 
@@ -180,25 +211,27 @@ class WriteBatch:
     updates: list[RecordUpdate] = field(default_factory=list)
     events: list[HistoryEvent] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
-    """Jobs to insert or replace (by id) in the same transaction."""
+    """New jobs to insert in the same transaction (an add's job)."""
+    finish: JobFinish | None = None
+    """The job this batch finishes: the store writes the batch only if the job is still
+    running under this claim (checked in the write transaction, so a job erased or taken
+    over meanwhile writes nothing: ``JobReleased``), and updates the job's row in place."""
     after: Basis | None = None
     """For an add, the conversation (exactly ``scope``) as its windows were built on it: the
     store writes nothing and raises ``StaleConversation`` if it has changed (``check_basis``).
     """
 
 
-def check_add_key_reuse(batch: WriteBatch, stored_scope: Scope,
-                        stored_fingerprint: str | None) -> None:
-    """Raise ``ConflictError`` unless the add stored under ``batch.add_key`` (in
-    ``stored_scope``, with ``stored_fingerprint``) is the add ``batch`` retries. A key
-    stored without a fingerprint (before fingerprints were kept) is matched by scope."""
-    same_content = (stored_fingerprint is None or batch.add_fingerprint is None
-                    or stored_fingerprint == batch.add_fingerprint)
-    if stored_scope != batch.scope or not same_content:
+def check_add_key_reuse(batch: WriteBatch, stored_fingerprint: str | None) -> None:
+    """Raise ``ConflictError`` unless the add stored under ``batch.add_key`` in the batch's
+    scope (with ``stored_fingerprint``) is the add ``batch`` retries. A key stored without a
+    fingerprint (before fingerprints were kept) is matched by its scope alone."""
+    if (stored_fingerprint is not None and batch.add_fingerprint is not None
+            and stored_fingerprint != batch.add_fingerprint):
         raise AddKeyReused(
-            f"idempotency key {batch.add_key!r} was already used for a different add (other "
-            "messages, another time or another scope); nothing stored: a new add needs a "
-            "new key")
+            f"idempotency key {batch.add_key!r} was already used in this scope for a "
+            "different add (other messages or another time); nothing stored: a new add "
+            "needs a new key")
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from .base import (
     WriteOutcome,
     check_add_key_reuse,
     check_basis,
+    check_claim,
     dense_score,
     keyword_score,
     scope_counts,
@@ -51,7 +52,9 @@ class InMemoryStore:
             self._vectors: dict[str, Vector] = {}
             self._messages: dict[tuple[str, str, str, str, str], Message] = {}
             self._history: list[HistoryEvent] = []
-            self._adds: dict[tuple[str, str], tuple[Scope, tuple[str, ...], str | None]] = {}
+            # by (scope, key): a key is its scope's own
+            self._adds: dict[tuple[tuple[str, str, str, str], str],
+                             tuple[Scope, tuple[str, ...], str | None]] = {}
             self._jobs: dict[str, Job] = {}
 
     def close(self) -> None:
@@ -65,9 +68,10 @@ class InMemoryStore:
 
     def write(self, batch: WriteBatch) -> WriteOutcome:
         with self._lock:
-            if batch.add_key is not None and (batch.scope.tenant, batch.add_key) in self._adds:
-                scope, ids, fingerprint = self._adds[(batch.scope.tenant, batch.add_key)]
-                check_add_key_reuse(batch, scope, fingerprint)
+            add = (_scope_key(batch.scope), batch.add_key or "")
+            if batch.add_key is not None and add in self._adds:
+                _, ids, fingerprint = self._adds[add]
+                check_add_key_reuse(batch, fingerprint)
                 return WriteOutcome(False, ids)
             check_basis(batch, lambda n: self.recent_messages(batch.scope, n))
             self._check(batch)
@@ -82,14 +86,21 @@ class InMemoryStore:
                     self._vectors[update.record.id] = update.vector
             self._history.extend(batch.events)
             self._jobs.update((j.id, j) for j in batch.jobs)
+            if batch.finish is not None:
+                self._jobs[batch.finish.result.id] = batch.finish.result
             ids = tuple(r.id for r, _ in batch.inserts)
             if batch.add_key is not None:
-                self._adds[(batch.scope.tenant, batch.add_key)] = (batch.scope, ids,
-                                                                   batch.add_fingerprint)
+                self._adds[add] = (batch.scope, ids, batch.add_fingerprint)
             return WriteOutcome(True, ids)
 
     def _check(self, batch: WriteBatch) -> None:
         """Validate the whole batch before changing anything (all or nothing)."""
+        if batch.finish is not None:
+            claimed = batch.finish.claimed
+            check_claim(self._job(claimed.tenant, claimed.id), batch.finish)
+        for job in batch.jobs:
+            if job.id in self._jobs:
+                raise InvalidInputError(f"job id {job.id!r} already exists")
         for message in batch.messages:
             if _message_key(message) in self._messages:
                 raise InvalidInputError(f"message id {message.id!r} already exists in its scope")

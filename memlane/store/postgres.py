@@ -34,6 +34,7 @@ from .base import (
     check_basis,
     dense_score,
     keyword_score,
+    released,
 )
 from .derived import Admitted, DerivedIndex, nothing_to_find
 from .postgres_ann import (
@@ -233,6 +234,10 @@ class PostgresStore(SQLStore):
             if done is not None:
                 return WriteOutcome(False, done)
         check_basis(batch, lambda n: self._on(conn).recent_messages(batch.scope, n))
+        if batch.finish is not None:  # the row lock orders this with an erase of the job
+            sql, params = self._reads.finish_job_sql(batch.finish, "%s::jsonb")
+            if conn.execute(sql, params).fetchone() is None:
+                raise released(batch.finish.claimed)
         cursor = conn.cursor()  # rows stream in with COPY: one round trip per table
         _copy(cursor, "messages", codec.MSG_COLS, [codec.message_row(m) for m in batch.messages])
         ann = self._vectors_in_db
@@ -243,24 +248,22 @@ class PostgresStore(SQLStore):
             self._update(conn, update.record, update.expected_version, update.vector, ann)
         _copy(cursor, "history", codec.HIST_COLS, [codec.event_row(e) for e in batch.events])
         for job in batch.jobs:
-            values = codec.job_row(job)
             conn.execute(
                 f"INSERT INTO jobs ({codec.JOB_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, "
-                "%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s) ON CONFLICT (tenant, id) DO UPDATE SET "
-                + ", ".join(f"{c} = EXCLUDED.{c}" for c in
-                            ("status", "attempts", "error", "actions", "usage", "updated_at")),
-                values)
+                "%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)", codec.job_row(job))
         ids = tuple(r.id for r, _ in batch.inserts)
         if batch.add_key is not None:
-            conn.execute("UPDATE adds SET memory_ids = %s WHERE tenant = %s AND key = %s",
-                         (json.dumps(ids), tenant, batch.add_key))
+            conn.execute("UPDATE adds SET memory_ids = %s WHERE tenant = %s AND user_id = %s "
+                         "AND agent_id = %s AND session_id = %s AND key = %s",
+                         (json.dumps(ids), tenant, *codec.scope_values(batch.scope),
+                          batch.add_key))
         self._bump(conn, tenant)
         return WriteOutcome(True, ids)
 
     @staticmethod
     def _claim_add_key(conn: Any, batch: WriteBatch) -> tuple[str, ...] | None:
-        """Claim ``batch.add_key`` for this add; if an add already holds it, the ids it
-        stored (when it is this same add: else ``ConflictError``)."""
+        """Claim ``batch.add_key`` for this add in its scope; if an add of the scope already
+        holds it, the ids it stored (when it is this same add: else ``ConflictError``)."""
         tenant = batch.scope.tenant
         claimed = conn.execute(
             "INSERT INTO adds (tenant, key, memory_ids, user_id, agent_id, session_id, "
@@ -269,10 +272,10 @@ class PostgresStore(SQLStore):
                               batch.add_fingerprint)).fetchone()
         if claimed is not None:
             return None
-        row = conn.execute("SELECT memory_ids, user_id, agent_id, session_id, fingerprint "
-                           "FROM adds WHERE tenant = %s AND key = %s",
-                           (tenant, batch.add_key)).fetchone()
-        check_add_key_reuse(batch, codec.scope_of(tenant, row[1:4]), row[4])
+        row = conn.execute("SELECT memory_ids, fingerprint FROM adds WHERE tenant = %s AND "
+                           "user_id = %s AND agent_id = %s AND session_id = %s AND key = %s",
+                           (tenant, *codec.scope_values(batch.scope), batch.add_key)).fetchone()
+        check_add_key_reuse(batch, row[1])
         return tuple(json.loads(row[0]))
 
     @staticmethod
@@ -333,6 +336,9 @@ class PostgresStore(SQLStore):
         where, params = scope_where(scope, "%s")
 
         def erase(conn: Any) -> EraseCounts:
+            # jobs first: a job finishing meanwhile holds its row until it commits, and the
+            # statements after this one then see (and erase) what it wrote
+            n_jobs = conn.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount
             gone = [r[0] for r in conn.execute(f"SELECT id FROM memories WHERE {where}",
                                                params).fetchall()]
             n_history = conn.execute("DELETE FROM history WHERE tenant = %s AND "
@@ -342,7 +348,7 @@ class PostgresStore(SQLStore):
                 messages=conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount,
                 memories=n_memories, history=n_history, vectors=n_memories,
                 adds=conn.execute(f"DELETE FROM adds WHERE {where}", params).rowcount,
-                jobs=conn.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount)
+                jobs=n_jobs)
             drop_scope_indexes(conn, where, params)
             self._bump(conn, scope.tenant)
             return counts

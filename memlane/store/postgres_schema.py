@@ -46,7 +46,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS adds (
         tenant TEXT NOT NULL, key TEXT NOT NULL, memory_ids TEXT NOT NULL,
         user_id TEXT NOT NULL, agent_id TEXT NOT NULL, session_id TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (tenant, key))""",
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, user_id, agent_id, session_id, key))""",
     """CREATE TABLE IF NOT EXISTS jobs (
         tenant TEXT NOT NULL, id TEXT NOT NULL, user_id TEXT NOT NULL,
         agent_id TEXT NOT NULL, session_id TEXT NOT NULL, add_key TEXT NOT NULL,
@@ -72,11 +73,14 @@ KEYWORD_INDEXES = [
     "CREATE INDEX IF NOT EXISTS memories_kw_plain ON memories USING gin (kw_plain)",
     "CREATE INDEX IF NOT EXISTS memories_kw_stem ON memories USING gin (kw_stem)",
 ]
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled);
 3: the terms recomputed with the tokenizer of any script; 4: idempotency keys kept with a
 digest of their add (``adds.fingerprint``, NULL for older keys); 5: server keys
-(``api_keys``, created with the other tables)."""
+(``api_keys``, created with the other tables); 6: an idempotency key is its scope's own
+(the scope joins the primary key of ``adds``)."""
+ADDS_KEY = ("ALTER TABLE adds DROP CONSTRAINT adds_pkey, "
+            "ADD PRIMARY KEY (tenant, user_id, agent_id, session_id, key)")
 BACKFILL_BATCH = 5_000
 TABLES = ("memories", "messages", "history", "adds", "jobs", "changes", "ann_indexes", "meta")
 """The tables ``reset`` empties: all but ``api_keys`` (keys are credentials, not memories)."""
@@ -95,6 +99,8 @@ def migrate(conn: Any) -> None:
         _migrate_keywords(conn, current)
     if current < 4:
         conn.execute("ALTER TABLE adds ADD COLUMN IF NOT EXISTS fingerprint TEXT")
+    if current < 6:
+        conn.execute(ADDS_KEY)
     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT "
                  "(key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
 

@@ -39,12 +39,6 @@ def scope_values(scope: Scope) -> tuple[str, str, str]:
     return (scope.user_id or "", scope.agent_id or "", scope.session_id or "")
 
 
-def scope_of(tenant: str, values: Sequence[str]) -> Scope:
-    """The scope of stored scope columns (user, agent, session; '' for "not set")."""
-    user, agent, session = (v or None for v in values)
-    return Scope(tenant, user, agent, session)
-
-
 def record_row(r: MemoryRecord) -> tuple[Any, ...]:
     return (
         r.id, r.tenant, r.user_id or "", r.agent_id or "", r.session_id or "", r.kind, r.text,

@@ -5,6 +5,7 @@ and the rows their in-process indexes are derived from (``derived.RowSource``)."
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -19,6 +20,7 @@ from . import rows as codec
 from .base import (
     HIDDEN_TURN,
     USAGE_KEYS,
+    JobFinish,
     RecordQuery,
     ScopeCounts,
     ScopeTriple,
@@ -266,6 +268,18 @@ class SQLReads:
                 f"id = {m} AND (status = 'pending' OR (status = 'running' AND updated_at < "
                 f"{m})) RETURNING {self._cols(codec.JOB_COLS)}",
                 [to_text(now), tenant, job_id, to_text(stale_before)])
+
+    def finish_job_sql(self, finish: JobFinish, json_mark: str) -> tuple[str, Params]:
+        """The UPDATE that writes a job's outcome if the job is still running under the
+        claim that produced it (``WriteBatch.finish``), returning its id (no row: the claim
+        is gone); ``json_mark`` is the parameter marker of a JSON column."""
+        m, new, claimed = self.dialect.mark, finish.result, finish.claimed
+        return (f"UPDATE jobs SET status = {m}, attempts = {m}, error = {m}, actions = "
+                f"{json_mark}, usage = {json_mark}, updated_at = {m} WHERE tenant = {m} AND "
+                f"id = {m} AND status = 'running' AND updated_at = {m} RETURNING id",
+                [new.status, new.attempts, new.error, json.dumps(list(new.actions)),
+                 json.dumps(new.usage), to_text(new.updated_at), claimed.tenant, claimed.id,
+                 to_text(claimed.updated_at)])
 
     def tally_jobs(self, scope: Scope) -> dict[str, tuple[int, dict[str, int]]]:
         where, params = scope_where(scope, self.dialect.mark)

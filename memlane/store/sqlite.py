@@ -40,6 +40,7 @@ from .base import (
     WriteOutcome,
     check_add_key_reuse,
     check_basis,
+    released,
 )
 from .derived import DerivedIndex
 from .sql_keys import insert_sql, key_by_id, key_row, revoke_sql
@@ -138,12 +139,13 @@ class SQLiteStore(SQLStore):
                     if done is not None:
                         return WriteOutcome(False, done)
                 check_basis(batch, lambda n: self.recent_messages(batch.scope, n))
+                self._finish_job(db, batch)
                 self._insert_messages(db, batch.messages)
                 self._insert_records(db, batch.inserts)
                 self._apply_updates(db, batch)
                 db.executemany(f"INSERT INTO history ({codec.HIST_COLS}) VALUES ({_q(10)})",
                                [codec.event_row(e) for e in batch.events])
-                db.executemany(f"INSERT OR REPLACE INTO jobs ({codec.JOB_COLS}) VALUES ({_q(14)})",
+                db.executemany(f"INSERT INTO jobs ({codec.JOB_COLS}) VALUES ({_q(14)})",
                                [codec.job_row(j) for j in batch.jobs])
                 ids = tuple(r.id for r, _ in batch.inserts)
                 if batch.add_key is not None:
@@ -163,15 +165,24 @@ class SQLiteStore(SQLStore):
 
     @staticmethod
     def _applied_add(db: sqlite3.Connection, batch: WriteBatch) -> tuple[str, ...] | None:
-        """The ids stored by the add of ``batch.add_key``, if it was applied (and is this
-        same add: else ``ConflictError``)."""
-        row = db.execute("SELECT memory_ids, user_id, agent_id, session_id, fingerprint FROM "
-                         "adds WHERE tenant = ? AND key = ?",
-                         (batch.scope.tenant, batch.add_key)).fetchone()
+        """The ids stored by the add of ``batch.add_key`` in the batch's scope, if it was
+        applied (and is this same add: else ``ConflictError``)."""
+        row = db.execute("SELECT memory_ids, fingerprint FROM adds WHERE tenant = ? AND "
+                         "user_id = ? AND agent_id = ? AND session_id = ? AND key = ?",
+                         (batch.scope.tenant, *codec.scope_values(batch.scope),
+                          batch.add_key)).fetchone()
         if row is None:
             return None
-        check_add_key_reuse(batch, codec.scope_of(batch.scope.tenant, row[1:4]), row[4])
+        check_add_key_reuse(batch, row[1])
         return tuple(json.loads(row[0]))
+
+    def _finish_job(self, db: sqlite3.Connection, batch: WriteBatch) -> None:
+        """Write the outcome of the job ``batch`` finishes, or refuse the whole batch if the
+        job is no longer running under its claim (``JobReleased``)."""
+        if batch.finish is not None:
+            sql, params = self._reads.finish_job_sql(batch.finish, "?")
+            if db.execute(sql, params).fetchone() is None:
+                raise released(batch.finish.claimed)
 
     @staticmethod
     def _insert_messages(db: sqlite3.Connection, messages: list[Message]) -> None:

@@ -115,7 +115,29 @@ def _v5(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite3.Connection) -> None:
+    """An idempotency key is its scope's own: the same key in another scope of the tenant
+    is another key (the table rebuilt with the scope in its primary key, rows kept)."""
+    _run(
+        db,
+        """
+        CREATE TABLE adds_v6 (
+            tenant TEXT NOT NULL, user_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+            session_id TEXT NOT NULL, key TEXT NOT NULL, memory_ids TEXT NOT NULL,
+            fingerprint TEXT, created_at TEXT NOT NULL,
+            PRIMARY KEY (tenant, user_id, agent_id, session_id, key)
+        );
+        INSERT INTO adds_v6 (tenant, user_id, agent_id, session_id, key, memory_ids,
+                             fingerprint, created_at)
+            SELECT tenant, user_id, agent_id, session_id, key, memory_ids, fingerprint,
+                   created_at FROM adds;
+        DROP TABLE adds;
+        ALTER TABLE adds_v6 RENAME TO adds
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 """Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
 
 

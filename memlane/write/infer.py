@@ -5,7 +5,9 @@ one against the most similar current facts of the scope (including those this jo
 decided), and then writes every change together with the job's outcome in one batch. So a
 job applies all of its decisions or none, and a retried job that already finished does
 nothing. Model errors mark the job failed with the error text; the raw turns stay as they
-were.
+were. The batch is written only while the job is still this run's claim: a job erased
+meanwhile (``forget``, ``reset``) or taken over after its lease writes nothing, and its
+result is dropped.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from ..filters import parse
 from ..ids import new_id
 from ..llm.base import LLM, Usage
 from ..read import search as pipeline
-from ..store.base import RecordQuery, RecordUpdate, Store, Vector, WriteBatch
+from ..store.base import (
+    JobFinish,
+    JobReleased,
+    RecordQuery,
+    RecordUpdate,
+    Store,
+    Vector,
+    WriteBatch,
+)
 from ..timeutil import utcnow
 from ..types import HistoryEvent, Job, MemoryRecord, Message, content_hash
 from . import extract, graph, history, reconcile
@@ -59,8 +69,9 @@ class Inference:
                  pool: pipeline.Pool | None = None) -> None:
         self.store, self.embedder, self.llm, self.pool = store, embedder, llm, pool
 
-    def run(self, job: Job) -> Job:
-        """Run (or re-run) a job; return it as stored afterwards."""
+    def run(self, job: Job) -> Job | None:
+        """Run (or re-run) a claimed job; return it as stored afterwards (None: it was erased
+        or taken over while it ran, and wrote nothing)."""
         if job.status == "done":
             return job
         turns = [t for t in self.store.get(job.tenant, job.memory_ids) if t.status == "active"]
@@ -72,7 +83,7 @@ class Inference:
             return self._finish(job, plan, "failed", _describe(exc))
         return self._finish(job, plan, "done", "; ".join(plan.errors) or None)
 
-    def _finish(self, job: Job, plan: _Plan, status: str, error: str | None) -> Job:
+    def _finish(self, job: Job, plan: _Plan, status: str, error: str | None) -> Job | None:
         attempts = job.attempts + 1
         if status == "failed" and attempts < MAX_ATTEMPTS:
             status = "pending"
@@ -80,13 +91,15 @@ class Inference:
                  "completion_tokens": plan.usage.completion_tokens}
         done = replace(job, status=status, attempts=attempts, error=error, updated_at=utcnow(),
                        actions=tuple(plan.actions) if status == "done" else (), usage=usage)
-        if status != "done":
-            self.store.write(WriteBatch(scope=job.scope, jobs=[done]))
-            return done
-        self.store.write(WriteBatch(
-            scope=job.scope, inserts=list(plan.inserts.values()),
-            updates=[RecordUpdate(r, v, vec) for r, v, vec in plan.updates.values()],
-            events=plan.events, jobs=[done]))
+        batch = WriteBatch(scope=job.scope, finish=JobFinish(claimed=job, result=done))
+        if status == "done":
+            batch.inserts = list(plan.inserts.values())
+            batch.updates = [RecordUpdate(r, v, vec) for r, v, vec in plan.updates.values()]
+            batch.events = plan.events
+        try:
+            self.store.write(batch)
+        except JobReleased:  # erased or taken over meanwhile: drop the result
+            return None
         return done
 
     def _plan(self, turns: list[MemoryRecord], plan: _Plan) -> None:

@@ -1,7 +1,9 @@
 """Running LLM jobs: now, on request, or on a background thread per tenant.
 
 One ``Jobs`` belongs to a ``Memory`` and is shared by its tenant views; closing it stops
-every worker thread it started and waits for them.
+every worker thread it started and waits for them. A tenant's worker ends once the tenant
+has no pending or running job, and its next background add starts one again; jobs left by
+an earlier process are taken up by ``run_jobs`` (the server's ``JobRunner`` calls it).
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class Jobs:
         return True
 
     def start_worker(self, tenant: str) -> None:
-        """Run the tenant's jobs on a background thread (one per tenant) until ``close``."""
+        """Run the tenant's jobs on a background thread (one per tenant) until none is left
+        or ``close``."""
         with self._lock:
             worker = self._workers.get(tenant)
             if worker is not None and worker.is_alive():
@@ -87,8 +90,21 @@ class Jobs:
 
     def _work(self, tenant: str) -> None:
         while not self._stopping.is_set():
-            if not self.run(tenant, WORKER_BATCH):
-                self._stopping.wait(IDLE_SECONDS)
+            if self.run(tenant, WORKER_BATCH):
+                continue
+            if self._retire(tenant):
+                return
+            self._stopping.wait(IDLE_SECONDS)  # another runner holds a job: look again
+
+    def _retire(self, tenant: str) -> bool:
+        """Leave the tenant if it has no job waiting. Decided under the lock ``start_worker``
+        takes, after an add committed its job: either this look sees that job, or the add's
+        ``start_worker`` finds no worker and starts one."""
+        with self._lock:
+            if self.store.find_jobs(tenant, statuses=WAITING, limit=1):
+                return False
+            del self._workers[tenant]
+            return True
 
     def close(self) -> None:
         """Stop every worker and wait for the job each is running."""
