@@ -227,6 +227,17 @@ def test_errors_have_one_shape_and_the_right_status(served: Served) -> None:
         c.post("/v1/forget", json={"user_id": "dave"})
 
 
+def test_a_huge_forget_wait_is_refused_and_nothing_is_erased(served: Served) -> None:
+    with served.as_("full") as c:
+        add(c, "still here", user="erin")
+        for wait in (1e308, 3601):
+            refused = c.post("/v1/forget", json={"user_id": "erin", "wait": wait})
+            assert error_of(refused) == (400, "InvalidInputError")
+            assert "wait" in refused.json()["error"]["message"]
+        assert len(c.get("/v1/memories", params={"user_id": "erin"}).json()["memories"]) == 1
+        assert c.post("/v1/forget", json={"user_id": "erin", "wait": 3600}).status_code == 200
+
+
 def test_size_and_rate_limits(tmp_path: Path) -> None:
     location = str(tmp_path / "limits.db")
     open_store(location).close()
