@@ -260,6 +260,32 @@ def test_size_and_rate_limits(tmp_path: Path) -> None:
         assert error_of(streamed) == (413, "RequestTooLargeError")
 
 
+def chunked(size: int, head: bytes = b"") -> Iterator[bytes]:
+    """A body of ``size`` bytes sent in chunks, without a Content-Length."""
+    yield head
+    for _ in range(size // 65536 + 1):
+        yield b"x" * 65536
+
+
+def test_chunked_bodies_past_the_limit_are_refused_with_413_everywhere(tmp_path: Path) -> None:
+    location = str(tmp_path / "chunked.db")
+    open_store(location).close()
+    token = make_key(location, "acme", users=["alice"])
+    admin = make_key(location, "acme", admin=True)
+    json_type = {"content-type": "application/json"}
+    mcp = {**json_type, "accept": "application/json, text/event-stream"}
+    with LiveServer(location) as server:  # the default limit: 2 MiB
+        for path, key, headers, head in (
+                ("/v1/memories", token, json_type, b'{"user_id": "alice", "messages": "'),
+                ("/v1/search", token, json_type, b'{"user_id": "alice", "query": "'),
+                ("/v1/import", admin, {}, b'{"type": "memlane-export"}\n'),
+                ("/mcp", token, mcp, b'{"jsonrpc": "2.0", "id": 1, "method": "x", "p": "')):
+            with server.client(key) as c:
+                answer = c.post(path, content=chunked(3 * 1024 * 1024, head), headers=headers)
+                assert "content-length" not in answer.request.headers
+                assert error_of(answer) == (413, "RequestTooLargeError"), (path, answer.text)
+
+
 def test_no_auth_only_on_loopback(tmp_path: Path) -> None:
     location = str(tmp_path / "open.db")
     refused = run_cli("--db", location, "serve", "--no-auth", "--host", "0.0.0.0",
