@@ -238,6 +238,26 @@ def test_a_huge_forget_wait_is_refused_and_nothing_is_erased(served: Served) -> 
         assert c.post("/v1/forget", json={"user_id": "erin", "wait": 3600}).status_code == 200
 
 
+def test_store_errors_keep_their_details_in_the_log(served: Served) -> None:
+    if served.location.startswith("postgresql"):
+        pytest.skip("PostgreSQL keeps memory ids per tenant: another tenant's ids do not clash")
+    with served.as_("full") as c:
+        add(c, "a memory to export", user="frank")
+        lines = c.get("/v1/export", params={"user_id": "frank"}).text
+    with served.as_("globex") as other:  # the same ids, in another tenant: they clash
+        clash = other.post("/v1/import", content=lines,
+                           headers={"content-type": "application/x-ndjson"})
+    status, kind = error_of(clash)
+    assert status == 400 and kind == "InvalidInputError"
+    error = clash.json()["error"]
+    text = error["message"].lower()
+    assert "constraint" not in text and "memories" not in text and "unique" not in text
+    assert served.location not in error["message"] and error["id"] in error["message"]
+    log = served.server.log
+    assert error["id"] in log  # the log line with the details (wrapped by the log's width)
+    assert "constraint" in log[log.index(error["id"]):][:2000].lower()
+
+
 def test_size_and_rate_limits(tmp_path: Path) -> None:
     location = str(tmp_path / "limits.db")
     open_store(location).close()

@@ -76,8 +76,9 @@ def _health(app: FastAPI) -> None:
         try:
             state.memory.store.get_meta("embedder")
         except MemlaneError as exc:
-            return JSONResponse(errors.body("StoreError", f"the store does not answer: {exc}"),
-                                503)
+            message, error_id = errors.hidden(request, exc)
+            return JSONResponse(errors.body("StoreError", f"the store does not answer: "
+                                            f"{message}", id=error_id), 503)
         return JSONResponse({"status": "ready", "store": state.memory.store.capabilities.name})
 
 
