@@ -49,7 +49,8 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
         import uvicorn
 
         from ..server import Settings, create_app
-        from ..server.mcp_mount import allowed_hosts, unavailable
+        from ..server.guard import allowed_hosts
+        from ..server.mcp_mount import unavailable
     except ImportError as exc:
         raise missing_extra(exc.name or "fastapi", "server") from exc
     tenant = a.tenant or os.environ.get("MEMLANE_TENANT") or "default"
@@ -60,7 +61,7 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
                         max_body_bytes=a.max_body, rate=a.rate, burst=a.burst,
                         threads=a.threads, mcp=not a.no_mcp,
                         mcp_allow_erase=a.mcp_allow_erase,
-                        mcp_hosts=allowed_hosts(a.host, tuple(a.mcp_host)))
+                        allowed_hosts=allowed_hosts(a.host, tuple(a.allowed_host)))
     who = f"without keys, as tenant {tenant!r}" if a.no_auth else "with keys"
     print(f"memlane: serving {who}; {_mcp_status(a, unavailable)}", file=sys.stderr,
           flush=True)
@@ -107,7 +108,8 @@ def register(sub: Any) -> None:
                     help="do not serve the MCP tools at /mcp")
     sp.add_argument("--mcp-allow-erase", action="store_true",
                     help="offer the erase_all_memories tool at /mcp")
-    sp.add_argument("--mcp-host", action="append", default=[], metavar="HOST",
-                    help="a Host name /mcp accepts besides loopback names and --host "
-                    "(repeatable; DNS-rebinding protection; '*' accepts any)")
+    sp.add_argument("--allowed-host", "--mcp-host", action="append", default=[],
+                    metavar="HOST", dest="allowed_host",
+                    help="a Host name the server answers to besides loopback names and "
+                    "--host (repeatable; against DNS rebinding; '*' accepts any)")
     sp.set_defaults(handler=cmd_serve, no_store=True)
