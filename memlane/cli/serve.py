@@ -14,9 +14,9 @@ import sys
 from typing import Any
 
 from ..errors import UsageError, missing_extra
-from ..memory import Memory, default_location
+from ..memory import Memory
 from ..store import open_store
-from .opening import embedder_name, make_embedder, make_llm
+from .opening import embedder_name, make_embedder, make_llm, store_location
 
 DEFAULT_PORT = 8420
 
@@ -31,7 +31,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _open_memory(args: argparse.Namespace, connections: int) -> Memory:
-    location = args.db or os.environ.get("MEMLANE_DB") or str(default_location())
+    location = store_location(args)
     name = embedder_name(args)
     store = open_store(location, read_only=args.read_only, connections=connections)
     try:
