@@ -96,11 +96,15 @@ def editable(record: MemoryRecord) -> MemoryRecord:
     return record
 
 
+MAX_WAIT = 3600.0
+"""The longest ``forget`` waits for readers, in seconds (an hour)."""
+
+
 def wait(seconds: float | None) -> float | None:
     if seconds is not None and (isinstance(seconds, bool)
                                 or not isinstance(seconds, int | float)
-                                or not 0 <= seconds < float("inf")):
-        raise InvalidInputError("wait must be a number of seconds, 0 or more")
+                                or not 0 <= seconds <= MAX_WAIT):
+        raise InvalidInputError(f"wait must be a number of seconds from 0 to {MAX_WAIT:g}")
     return seconds
 
 

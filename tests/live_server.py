@@ -55,7 +55,8 @@ class LiveServer:
         self.lines: list[str] = []
         self.found = threading.Event()
         self.url = ""
-        threading.Thread(target=self.read_output, daemon=True).start()
+        self.reader = threading.Thread(target=self.read_output, daemon=True)
+        self.reader.start()
         if not self.found.wait(timeout) or not self.url:
             self.stop()
             raise RuntimeError(f"the server did not start:\n{self.log}")
@@ -86,6 +87,10 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+        finally:
+            self.reader.join(10)  # the log's end: the pipe closes with the process
+            if self.proc.stderr is not None and not self.reader.is_alive():
+                self.proc.stderr.close()
 
     def __enter__(self) -> LiveServer:
         return self

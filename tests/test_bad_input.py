@@ -417,3 +417,17 @@ def test_nul_characters_are_refused_alike_on_every_store(mem: Memory) -> None:
         with pytest.raises(InvalidInputError, match="NUL"):
             call()
     assert mem.get_all(user_id="a") == []
+
+
+@pytest.mark.parametrize("wait", [1e308, 3600.5, 10**30])
+def test_a_forget_wait_past_an_hour_is_refused_before_anything_is_erased(mem: Memory,
+                                                                         wait: float) -> None:
+    mem.add("keep me", user_id="alice")
+    with pytest.raises(InvalidInputError, match="wait"):
+        mem.forget(user_id="alice", wait=wait)
+    assert [r.text for r in mem.get_all(user_id="alice")] == ["keep me"]
+
+
+def test_a_forget_wait_of_an_hour_is_accepted(mem: Memory) -> None:
+    mem.add("erase me", user_id="alice")
+    assert mem.forget(user_id="alice", wait=3600).messages == 1

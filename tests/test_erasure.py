@@ -255,3 +255,14 @@ def test_postgres_forget_leaves_no_row_in_any_table(postgres_server: str) -> Non
                 assert not [row for row in rows if "alice" in row], table
             assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1,)
         assert [m.content for m in mem.messages(user_id="bob")] == ["bob's note"]
+
+
+def test_a_checkpoint_with_a_huge_wait_is_clamped(path: Path) -> None:
+    from memlane.store.sqlite_erase import checkpoint
+
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert checkpoint(db, str(path), 1e308, 5000) in (True, False)
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    finally:
+        db.close()

@@ -213,14 +213,16 @@ def rest_call(world: World, data: st.DataObject, key: Key,
         "scopes": ("GET", "/v1/scopes", {"params": {"by": "user_id", **scope}}),
         "export": ("GET", "/v1/export", {"params": scope}),
         "jobs": ("GET", "/v1/jobs", {}),
-        "import": ("POST", "/v1/import", {"content": hostile_import(world, http, key, mid)}),
+        "import": ("POST", "/v1/import", {"content": hostile_import(world, http, key, mid),
+                                          "headers": {"content-type": "application/x-ndjson"}}),
         "delete_all": ("DELETE", "/v1/memories", {"params": scope}),
         "forget": ("POST", "/v1/forget", {"json": scope}),
         "run_jobs": ("POST", "/v1/jobs/run", {"json": {}}),
         "reset": ("POST", "/v1/reset", {}),
     }
     method, path, options = calls[kind]
-    return kind, {"method": method, "url": path, **options, "headers": auth(key.token)}, mid
+    headers = {**auth(key.token), **options.get("headers", {})}
+    return kind, {"method": method, "url": path, **options, "headers": headers}, mid
 
 
 def hostile_import(world: World, http: httpx.Client, key: Key, foreign_id: str) -> str:

@@ -3,6 +3,7 @@ SQLite and on PostgreSQL: every endpoint, keys and tenants, errors and limits.""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from memlane import Memory
 from memlane.store import open_store
 
 from .conftest import env_with
@@ -110,7 +112,8 @@ def test_every_operation_over_http(served: Served) -> None:
         erased = c.post("/v1/forget", json={"user_id": "alice"}).json()["erased"]
         assert erased["messages"] == 2 and erased["memories"] >= 2
         assert c.get("/v1/memories", params={"user_id": "alice"}).json() == {"memories": []}
-        report = c.post("/v1/import", content="\n".join(lines)).json()
+        report = c.post("/v1/import", content="\n".join(lines),
+                        headers={"content-type": "application/x-ndjson"}).json()
         assert report["restored"]["messages"] == 2 and report["conflicts"]["memories"] == 0
         assert c.get("/v1/messages", params={"user_id": "alice"}).json()["messages"]
         assert error_of(c.post("/v1/reset")) == (403, "PermissionDeniedError")
@@ -227,6 +230,37 @@ def test_errors_have_one_shape_and_the_right_status(served: Served) -> None:
         c.post("/v1/forget", json={"user_id": "dave"})
 
 
+def test_a_huge_forget_wait_is_refused_and_nothing_is_erased(served: Served) -> None:
+    with served.as_("full") as c:
+        add(c, "still here", user="erin")
+        for wait in (1e308, 3601):
+            refused = c.post("/v1/forget", json={"user_id": "erin", "wait": wait})
+            assert error_of(refused) == (400, "InvalidInputError")
+            assert "wait" in refused.json()["error"]["message"]
+        assert len(c.get("/v1/memories", params={"user_id": "erin"}).json()["memories"]) == 1
+        assert c.post("/v1/forget", json={"user_id": "erin", "wait": 3600}).status_code == 200
+
+
+def test_store_errors_keep_their_details_in_the_log(served: Served) -> None:
+    if served.location.startswith("postgresql"):
+        pytest.skip("PostgreSQL keeps memory ids per tenant: another tenant's ids do not clash")
+    with served.as_("full") as c:
+        add(c, "a memory to export", user="frank")
+        lines = c.get("/v1/export", params={"user_id": "frank"}).text
+    with served.as_("globex") as other:  # the same ids, in another tenant: they clash
+        clash = other.post("/v1/import", content=lines,
+                           headers={"content-type": "application/x-ndjson"})
+    status, kind = error_of(clash)
+    assert status == 400 and kind == "InvalidInputError"
+    error = clash.json()["error"]
+    text = error["message"].lower()
+    assert "constraint" not in text and "memories" not in text and "unique" not in text
+    assert served.location not in error["message"] and error["id"] in error["message"]
+    log = served.server.log
+    assert error["id"] in log  # the log line with the details (wrapped by the log's width)
+    assert "constraint" in log[log.index(error["id"]):][:2000].lower()
+
+
 def test_size_and_rate_limits(tmp_path: Path) -> None:
     location = str(tmp_path / "limits.db")
     open_store(location).close()
@@ -245,8 +279,71 @@ def test_size_and_rate_limits(tmp_path: Path) -> None:
             assert fresh.get("/v1/stats").status_code == 200
     chunks = (b"x" * 1000 for _ in range(5))  # no declared length: counted as it comes
     with LiveServer(location, "--max-body", "2000") as server, server.client(token) as c:
-        streamed = c.post("/v1/import", content=chunks)
+        streamed = c.post("/v1/import", content=chunks,
+                          headers={"content-type": "application/x-ndjson"})
         assert error_of(streamed) == (413, "RequestTooLargeError")
+
+
+def chunked(size: int, head: bytes = b"") -> Iterator[bytes]:
+    """A body of ``size`` bytes sent in chunks, without a Content-Length."""
+    yield head
+    for _ in range(size // 65536 + 1):
+        yield b"x" * 65536
+
+
+def test_chunked_bodies_past_the_limit_are_refused_with_413_everywhere(tmp_path: Path) -> None:
+    location = str(tmp_path / "chunked.db")
+    open_store(location).close()
+    token = make_key(location, "acme", users=["alice"])
+    admin = make_key(location, "acme", admin=True)
+    json_type = {"content-type": "application/json"}
+    mcp = {**json_type, "accept": "application/json, text/event-stream"}
+    with LiveServer(location) as server:  # the default limit: 2 MiB
+        for path, key, headers, head in (
+                ("/v1/memories", token, json_type, b'{"user_id": "alice", "messages": "'),
+                ("/v1/search", token, json_type, b'{"user_id": "alice", "query": "'),
+                ("/v1/import", admin, {"content-type": "application/x-ndjson"},
+                 b'{"type": "memlane-export"}\n'),
+                ("/mcp", token, mcp, b'{"jsonrpc": "2.0", "id": 1, "method": "x", "p": "')):
+            with server.client(key) as c:
+                answer = c.post(path, content=chunked(3 * 1024 * 1024, head), headers=headers)
+                assert "content-length" not in answer.request.headers
+                assert error_of(answer) == (413, "RequestTooLargeError"), (path, answer.text)
+
+
+def test_a_web_page_cannot_drive_a_server_without_keys(tmp_path: Path) -> None:
+    location = str(tmp_path / "page.db")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with LiveServer(location, "--no-auth", "--tenant", "solo") as server, \
+            server.client() as c:
+        kept = add(c, "do not erase me")  # a JSON request, as curl sends it
+        assert error_of(c.post("/v1/reset", content=b"", headers=form)) == (
+            415, "InvalidInputError")
+        assert error_of(c.post("/v1/reset", headers={"origin": "http://evil.example"})) == (
+            403, "PermissionDeniedError")
+        assert error_of(c.post("/v1/import", content='{"type": "x"}\n',
+                               headers={"content-type": "text/plain"})) == (
+            415, "InvalidInputError")
+        assert error_of(c.post("/v1/import", content=b'{"type": "x"}\n')) == (
+            415, "InvalidInputError")
+        assert error_of(c.post("/v1/search", content=b'{"query": "x", "user_id": "alice"}',
+                               headers={"content-type": "text/plain"})) == (
+            415, "InvalidInputError")
+        for path in ("/v1/stats", "/v1/export", "/healthz"):
+            rebound = c.get(path, headers={"host": "evil.example"})
+            assert rebound.status_code in (400, 421) and error_of(rebound)[1]
+        assert error_of(c.get("/v1/stats", headers={"origin": "https://evil.example"})) == (
+            403, "PermissionDeniedError")
+        same = c.get("/v1/stats", headers={"origin": server.url})
+        assert same.status_code == 200
+        assert [m["id"] for m in c.get("/v1/memories", params={"user_id": "alice"})
+                .json()["memories"]] == [kept["id"]]
+        with Memory(server.url) as remote:  # the client sends what the server accepts
+            lines = io.StringIO()
+            remote.export(lines)
+            remote.reset()
+            assert remote.import_(lines.getvalue().splitlines()).restored.messages == 1
+            assert remote.search("erase", user_id="alice")[0].id == kept["id"]
 
 
 def test_no_auth_only_on_loopback(tmp_path: Path) -> None:

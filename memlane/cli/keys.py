@@ -13,16 +13,16 @@ from typing import Any
 
 from ..auth import new_key
 from ..errors import NotFoundError
-from ..memory import Memory, default_location
+from ..memory import Memory
 from ..serialize import key_to_dict
 from ..store import Store, open_store
 from ..timeutil import utcnow
+from .opening import store_location
 from .output import render_json, render_table
 
 
 def _store(args: argparse.Namespace, *, write: bool) -> Store:
-    location = args.db or os.environ.get("MEMLANE_DB") or str(default_location())
-    return open_store(location, read_only=not write and args.read_only, create=write)
+    return open_store(store_location(args), read_only=not write and args.read_only, create=write)
 
 
 def _tenant(args: argparse.Namespace) -> str | None:

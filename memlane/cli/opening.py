@@ -29,10 +29,15 @@ def make_embedder(name: str) -> Embedder:
     return MiniLMEmbedder()
 
 
+def store_location(args: argparse.Namespace) -> str:
+    """The store a command names: ``--db``, else ``$MEMLANE_DB``, else the default file."""
+    return str(args.db or os.environ.get("MEMLANE_DB") or default_location())
+
+
 def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memory:
     """The store the command works on; evaluations get a fresh one in ``temporary``."""
     location = (str(temporary / "eval.db") if temporary is not None
-                else args.db or os.environ.get("MEMLANE_DB") or str(default_location()))
+                else store_location(args))
     tenant = (args.tenant if args.tenant is not None
               else os.environ.get("MEMLANE_TENANT") or "default")
     if location.lower().startswith(("http://", "https://")):  # a server: its key's tenant

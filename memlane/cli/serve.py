@@ -14,10 +14,10 @@ import sys
 from typing import Any
 
 from ..errors import UsageError, missing_extra
-from ..memory import Memory, default_location
+from ..memory import Memory
 from ..read.search import RETRIEVER_THREADS
 from ..store import open_store
-from .opening import embedder_name, make_embedder, make_llm
+from .opening import embedder_name, make_embedder, make_llm, store_location
 
 DEFAULT_PORT = 8420
 
@@ -44,7 +44,7 @@ def pool_size(threads: int) -> int:
 
 
 def _open_memory(args: argparse.Namespace, connections: int) -> Memory:
-    location = args.db or os.environ.get("MEMLANE_DB") or str(default_location())
+    location = store_location(args)
     name = embedder_name(args)
     store = open_store(location, read_only=args.read_only, connections=connections)
     try:
@@ -62,7 +62,8 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
         import uvicorn
 
         from ..server import Settings, create_app
-        from ..server.mcp_mount import allowed_hosts, unavailable
+        from ..server.guard import allowed_hosts
+        from ..server.mcp_mount import unavailable
     except ImportError as exc:
         raise missing_extra(exc.name or "fastapi", "server") from exc
     tenant = a.tenant or os.environ.get("MEMLANE_TENANT") or "default"
@@ -73,7 +74,7 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
                         max_body_bytes=a.max_body, rate=a.rate, burst=a.burst,
                         threads=a.threads, mcp=not a.no_mcp,
                         mcp_allow_erase=a.mcp_allow_erase,
-                        mcp_hosts=allowed_hosts(a.host, tuple(a.mcp_host)))
+                        allowed_hosts=allowed_hosts(a.host, tuple(a.allowed_host)))
     who = f"without keys, as tenant {tenant!r}" if a.no_auth else "with keys"
     print(f"memlane: serving {who}; {_mcp_status(a, unavailable)}", file=sys.stderr,
           flush=True)
@@ -120,7 +121,8 @@ def register(sub: Any) -> None:
                     help="do not serve the MCP tools at /mcp")
     sp.add_argument("--mcp-allow-erase", action="store_true",
                     help="offer the erase_all_memories tool at /mcp")
-    sp.add_argument("--mcp-host", action="append", default=[], metavar="HOST",
-                    help="a Host name /mcp accepts besides loopback names and --host "
-                    "(repeatable; DNS-rebinding protection; '*' accepts any)")
+    sp.add_argument("--allowed-host", "--mcp-host", action="append", default=[],
+                    metavar="HOST", dest="allowed_host",
+                    help="a Host name the server answers to besides loopback names and "
+                    "--host (repeatable; against DNS rebinding; '*' accepts any)")
     sp.set_defaults(handler=cmd_serve, no_store=True)

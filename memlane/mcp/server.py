@@ -9,6 +9,8 @@ threads, so a slow store does not stall other connections.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -26,6 +28,7 @@ from . import render
 from .binding import Binding, Resolver
 from .render import ContextOut, ErasedOut, HistoryOut, HitsOut, MemoriesOut, OneOut, PageOut
 
+log = logging.getLogger("memlane.mcp")
 MemoryId = Annotated[str, Field(description="a memory id, as returned by the other tools")]
 Reason = Annotated[str | None, Field(description="why, kept in the memory's history")]
 Time = Annotated[str | None, Field(description="an ISO 8601 time, e.g. 2026-03-14T10:00:00Z")]
@@ -49,8 +52,11 @@ def _answering() -> Iterator[None]:
         raise ToolError(f"invalid request: {exc}") from None
     except ConflictError as exc:
         raise ToolError(f"conflict: {exc}; read the memory again and retry") from None
-    except BackendError as exc:
-        raise ToolError(f"the memory store failed, retry later: {exc}") from None
+    except BackendError as exc:  # its text (paths, SQL) goes to the log, not to the model
+        error_id = secrets.token_hex(8)
+        log.warning("error %s in an MCP tool: %s: %s", error_id, type(exc).__name__, exc)
+        raise ToolError(f"the memory store failed, retry later (error id {error_id}; the "
+                        "server logged the details)") from None
     except MemlaneError as exc:
         raise ToolError(str(exc)) from None
 

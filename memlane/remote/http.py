@@ -74,7 +74,9 @@ class Connection:
              body: bytes | Iterable[bytes] | None = None,
              safe: bool = False) -> Iterator[httpx.Response]:
         """A successful response whose body is read by the caller (streamed)."""
-        headers = {"Content-Type": "application/json"} if isinstance(body, bytes) else {}
+        headers = {} if body is None else {
+            "Content-Type": "application/json" if isinstance(body, bytes)
+            else "application/x-ndjson"}  # a streamed body is an import's JSON lines
         request = self.client.build_request(method, path, params=params, content=body,
                                             headers=headers)
         response = self._send(request, safe)

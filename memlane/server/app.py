@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..errors import MemlaneError
 from . import errors
+from .guard import Guard
 from .jobs import JobRunner
 from .limits import BodyLimit
 from .mcp_mount import mount
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="memlane", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Guard, hosts=settings.allowed_hosts)  # the outermost: first
     app.add_exception_handler(MemlaneError, errors.memlane_error)
     app.add_exception_handler(RequestValidationError, errors.invalid_request)
     app.add_exception_handler(HTTPException, errors.http_error)
@@ -76,8 +78,9 @@ def _health(app: FastAPI) -> None:
         try:
             state.memory.store.get_meta("embedder")
         except MemlaneError as exc:
-            return JSONResponse(errors.body("StoreError", f"the store does not answer: {exc}"),
-                                503)
+            message, error_id = errors.hidden(request, exc)
+            return JSONResponse(errors.body("StoreError", f"the store does not answer: "
+                                            f"{message}", id=error_id), 503)
         return JSONResponse({"status": "ready", "store": state.memory.store.capabilities.name})
 
 

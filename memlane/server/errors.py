@@ -7,11 +7,17 @@ not do this (or the store is read-only), 404 not found (another tenant's id incl
 conflict, 413 body too large, 429 rate limited (with Retry-After), 502 the LLM failed, 503
 the store failed or an erasure is pending (with its counts), 500 anything else, with a
 generic message (the trace goes to the log, never to the client).
+
+The text of a store's or a model's failure (file paths, SQL, a driver's constraint names)
+stays in the log too: such an error answers a generic message with an error ``id``, and the
+log line with the details carries the same id. So does a refusal the store translated from
+a database error (a constraint of the stored data).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from fastapi import Request
@@ -53,10 +59,55 @@ def body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message, **extra}}
 
 
+DB_API_ERRORS = ("DatabaseError", "InterfaceError")
+"""The base classes every DB-API 2.0 driver's errors derive from (PEP 249)."""
+GENERIC = {
+    tree.ErasurePendingError: "the rows are erased, but their bytes remain in the store's "
+    "files while another connection holds an older read snapshot; the store completes the "
+    "erasure at its next open or erasure",
+    tree.ModelError: "the model failed",
+    tree.StoreError: "the store failed",
+    tree.BackendError: "the server's backend failed",
+    tree.UsageError: "the store refused the write, nothing stored: it clashes with data "
+    "already stored (an id in use, in this tenant or another)",
+}
+
+
+def from_database(exc: BaseException) -> bool:
+    """Whether ``exc`` was translated from a database driver's error."""
+    cause = exc.__cause__
+    while cause is not None:
+        if any(cls.__name__ in DB_API_ERRORS for cls in type(cause).__mro__):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def internal(exc: tree.MemlaneError) -> bool:
+    """Whether the text of ``exc`` is for the server's log rather than its caller: a
+    backend's failure (but not a rate limit, which the server itself decides), or a
+    refusal translated from the database."""
+    if isinstance(exc, tree.RateLimitedError):
+        return False
+    return isinstance(exc, tree.BackendError) or from_database(exc)
+
+
+def hidden(request: Request, exc: tree.MemlaneError) -> tuple[str, str]:
+    """The generic message and error id of an internal error; its text goes to the log."""
+    error_id = secrets.token_hex(8)
+    log.warning("error %s on %s %s: %s: %s", error_id, request.method, request.url.path,
+                type(exc).__name__, exc)
+    summary = next(text for cls, text in GENERIC.items() if isinstance(exc, cls))
+    return f"{summary}; the server logged the details (error id {error_id})", error_id
+
+
 def memlane_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, tree.MemlaneError)
     status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
     extra: dict[str, Any] = {}
+    message = str(exc)
+    if internal(exc):
+        message, extra["id"] = hidden(request, exc)
     headers: dict[str, str] = {}
     if isinstance(exc, tree.ErasurePendingError):
         extra["counts"] = erase_counts_to_dict(exc.counts)
@@ -67,7 +118,7 @@ def memlane_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = retry_after(exc.retry_after)
     if isinstance(exc, tree.AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(body(public_type(exc), str(exc), **extra), status, headers=headers)
+    return JSONResponse(body(public_type(exc), message, **extra), status, headers=headers)
 
 
 def invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -87,6 +138,8 @@ def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(body("BackendError", "internal server error; the server logged the "
-                             "details"), 500)
+    error_id = secrets.token_hex(8)
+    log.error("error %s on %s %s: unexpected", error_id, request.method, request.url.path,
+              exc_info=exc)
+    return JSONResponse(body("BackendError", f"internal server error; the server logged the "
+                             f"details (error id {error_id})", id=error_id), 500)

@@ -13,9 +13,9 @@ import threading
 
 from ..errors import MemlaneError
 from ..memory import Memory
+from ..write.jobs import WAITING
 
 log = logging.getLogger("memlane.server")
-WAITING = ["pending", "running"]
 
 
 class JobRunner:

@@ -54,7 +54,9 @@ def error_bytes(kind: str, message: str) -> bytes:
 
 class BodyLimit:
     """Refuse request bodies above ``limit`` bytes with 413: at once when Content-Length
-    says so, else as soon as the bytes read pass it."""
+    says so, else as soon as the bytes read pass it. Then the app behind it is told the
+    client left (``http.disconnect``), whatever it answers or raises is dropped, and this
+    middleware sends the 413 itself."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -65,39 +67,52 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await refuse(send, 413, "RequestTooLargeError",
+                         f"the request body is larger than {self.limit} bytes")
             return
-        seen = 0
-        started = False
-
-        async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        async def tracked(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        body = _Counted(receive, send, self.limit)
         try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
-
-    async def _refuse(self, send: Send) -> None:
-        body = error_bytes("RequestTooLargeError",
-                           f"the request body is larger than {self.limit} bytes")
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+            await self.app(scope, body.receive, body.send)
+        except Exception:
+            if not body.over:
+                raise
+        if body.over and not body.started:
+            await refuse(send, 413, "RequestTooLargeError",
+                         f"the request body is larger than {self.limit} bytes")
 
 
-class _TooLarge(Exception):
-    """Raised out of ``receive`` when a body without a declared length grows too large."""
+class _Counted:
+    """One request's ``receive`` and ``send``, counting the body's bytes: past the limit,
+    ``over`` is set, the app reads a disconnect, and its answer is not sent."""
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive, self._send, self.limit = receive, send, limit
+        self.seen, self.over, self.started = 0, False, False
+
+    async def receive(self) -> Any:
+        if self.over:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        self.seen += len(message.get("body", b""))
+        if self.seen > self.limit:
+            self.over = True
+            return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.over and not self.started:
+            return  # the middleware answers 413 instead
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
+
+
+async def refuse(send: Send, status: int, kind: str, message: str,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer a JSON error straight from a middleware (and close the connection: the
+    request's body may not have been read)."""
+    body = error_bytes(kind, message)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *headers]})
+    await send({"type": "http.response.body", "body": body})

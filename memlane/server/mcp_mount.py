@@ -43,7 +43,6 @@ USER, AGENT, SESSION = "x-memlane-user", "x-memlane-agent", "x-memlane-session"
 BINDING = "memlane_binding"
 """Where the gate leaves a request's binding (``request.state``) for the tools."""
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
-WILDCARDS = ("0.0.0.0", "::", "")
 
 
 def unavailable() -> str | None:
@@ -55,15 +54,9 @@ def unavailable() -> str | None:
     return None
 
 
-def allowed_hosts(listen: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The Host names ``/mcp`` accepts by default: the address it listens on (unless a
-    wildcard), and ``extra``; loopback names are always accepted."""
-    own = () if listen in WILDCARDS else (f"[{listen}]" if ":" in listen else listen,)
-    return (*own, *extra)
-
-
 def transport_security(hosts: tuple[str, ...]) -> Any:
-    """The SDK's DNS-rebinding protection: Host (any port) among loopback names and
+    """The SDK's DNS-rebinding protection, on the names the whole server accepts
+    (``guard.Guard`` checks them first): Host (any port) among loopback names and
     ``hosts``, and a browser's Origin on the same names; ``*`` turns the check off."""
     from mcp.server.transport_security import TransportSecuritySettings
 
@@ -156,7 +149,7 @@ def mount(app: FastAPI, settings: Settings) -> Callable[[], AbstractAsyncContext
     server = build_server(resolve, allow_erase=settings.mcp_allow_erase)
     inner = server.streamable_http_app(
         streamable_http_path="/", max_request_body_size=settings.max_body_bytes,
-        transport_security=transport_security(settings.mcp_hosts))
+        transport_security=transport_security(settings.allowed_hosts))
     app.router.routes.append(Route(PATH, Gate(app, inner, exact=True)))
     app.router.routes.append(Mount(PATH, Gate(app, inner)))
     return server.session_manager.run

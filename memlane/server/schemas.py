@@ -92,7 +92,8 @@ class DeleteIn(ScopeIn):
 class ForgetIn(ScopeIn):
     model_config = NEEDS_SCOPE
 
-    wait: float | None = None
+    wait: Annotated[float | None, WithJsonSchema({"anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 3600}, {"type": "null"}]})] = None
 
 
 class RunJobsIn(BaseModel):

@@ -35,6 +35,6 @@ class Settings:
     installed)."""
     mcp_allow_erase: bool = False
     """Offer the ``erase_all_memories`` tool at ``/mcp``."""
-    mcp_hosts: tuple[str, ...] = ()
-    """Host names ``/mcp`` accepts besides loopback ones (the SDK's DNS-rebinding
-    protection); ``"*"`` accepts any."""
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    """Host names the server answers to, ``/v1`` and ``/mcp`` alike (against DNS
+    rebinding; ``guard.allowed_hosts``); ``"*"`` accepts any."""

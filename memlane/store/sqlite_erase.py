@@ -88,7 +88,7 @@ def checkpoint(db: sqlite3.Connection, path: str, wait: float, busy_ms: int) -> 
     letting readers of older snapshots finish for up to ``wait`` seconds (SQLite's busy
     handler retries meanwhile). Whether it was done, as SQLite reports it (not busy, every
     frame copied) and as the file system shows it (an empty log)."""
-    db.execute(f"PRAGMA busy_timeout = {max(0, int(wait * 1000))}")
+    db.execute(f"PRAGMA busy_timeout = {int(min(max(wait, 0.0), 3600.0) * 1000)}")
     try:
         busy, frames, copied = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     except sqlite3.OperationalError:  # locked by another checkpoint: not done
