@@ -60,6 +60,23 @@ def test_retried_add_stores_nothing_twice(mem: Memory) -> None:
     assert len(mem.get_all(user_id="alice")) == 5
 
 
+def test_a_repeated_message_without_a_time_is_a_new_event(mem: Memory) -> None:
+    said = [mem.add(text, user_id="alice", session_id="s")[0]
+            for text in ("Yes.", "What about Porto?", "Yes.")]
+    assert len({r.id for r in said}) == 3
+    assert [m.content for m in mem.messages(user_id="alice", session_id="s")] == [
+        "Yes.", "What about Porto?", "Yes."]
+    # pinned down by the caller's own message id, the same message is the same event
+    first = mem.add({"content": "Yes.", "id": "msg-7"}, user_id="alice", session_id="t")
+    assert mem.add({"content": "Yes.", "id": "msg-7"}, user_id="alice",
+                   session_id="t") == first
+    timed = mem.add([{"content": "Yes.", "timestamp": "2026-03-14T10:00:00Z"}],
+                    user_id="alice", session_id="u")
+    assert mem.add([{"content": "Yes.", "timestamp": "2026-03-14T10:00:00Z"}],
+                   user_id="alice", session_id="u") == timed
+    assert len(mem.messages(user_id="alice")) == 5
+
+
 def test_search_finds_by_meaning_and_keyword_with_explain(mem: Memory) -> None:
     turns = mem.add(CHAT, user_id="alice", session_id="s1")
     mem.add("My cat is called Miso.", user_id="alice", session_id="s2")
