@@ -386,3 +386,20 @@ def test_import_restores_what_is_missing_into_the_live_store(mem: Memory) -> Non
     after = io.StringIO()
     mem.export(after)
     assert after.getvalue() == restored.getvalue()
+
+
+@pytest.mark.embedded_only("a key is bound to one tenant (see test_remote.py)")
+def test_an_export_imported_into_another_tenant_gets_ids_of_its_own(mem: Memory) -> None:
+    first = mem.add("the plan", user_id="alice")[0]
+    mem.update(first.id, "the new plan", user_id="alice")
+    backup = io.StringIO()
+    mem.export(backup)
+    other = mem.for_tenant("t2")
+    report = other.import_(backup.getvalue().splitlines())
+    assert report.restored.memories == 2 == report.reidentified
+    copied = other.get_all(user_id="alice")
+    assert [r.text for r in copied] == ["the new plan"] and copied[0].id != first.id
+    assert [e.op for e in other.history(copied[0].id)] == ["add", "update"]
+    again = other.import_(backup.getvalue().splitlines())
+    assert again.skipped.memories == 2 and again.restored.memories == 0
+    assert mem.get(first.id).text == "the new plan"
