@@ -403,3 +403,12 @@ def test_an_export_imported_into_another_tenant_gets_ids_of_its_own(mem: Memory)
     again = other.import_(backup.getvalue().splitlines())
     assert again.skipped.memories == 2 and again.restored.memories == 0
     assert mem.get(first.id).text == "the new plan"
+
+
+def test_unknown_kinds_are_refused_naming_the_valid_ones(mem: Memory) -> None:
+    mem.add("a note", user_id="alice")
+    for read in (lambda: mem.get_all(user_id="alice", kinds=["bogus"]),
+                 lambda: mem.search("note", user_id="alice", kinds=["turn", "bogus"])):
+        with pytest.raises(InvalidInputError, match=r"bogus.*turn.*window.*fact"):
+            read()
+    assert len(mem.get_all(user_id="alice", kinds=["turn"])) == 1
