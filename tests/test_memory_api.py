@@ -412,3 +412,10 @@ def test_unknown_kinds_are_refused_naming_the_valid_ones(mem: Memory) -> None:
         with pytest.raises(InvalidInputError, match=r"bogus.*turn.*window.*fact"):
             read()
     assert len(mem.get_all(user_id="alice", kinds=["turn"])) == 1
+
+
+@pytest.mark.embedded_only("the server says which LLM it lacks in its own words")
+def test_a_missing_llm_is_explained_for_every_door(mem: Memory) -> None:
+    for call in (lambda: mem.add("hi", user_id="a", infer=True), lambda: mem.run_jobs()):
+        with pytest.raises(ConfigurationError, match=r"Memory\(llm=\.\.\.\).*MEMLANE_LLM_MODEL"):
+            call()
