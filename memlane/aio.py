@@ -46,6 +46,11 @@ class AsyncMemory:
         self.sync = Memory(location, store=store, embedder=embedder, tenant=tenant,
                            search=search, llm=llm, read_only=read_only, api_key=api_key)
 
+    @property
+    def tenant(self) -> str:
+        """The tenant this memory reads and writes (``Memory.tenant``)."""
+        return self.sync.tenant
+
     def for_tenant(self, tenant: str) -> AsyncMemory:
         """The same memory seen by another tenant (see ``Memory.for_tenant``)."""
         view = object.__new__(AsyncMemory)

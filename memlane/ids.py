@@ -6,6 +6,7 @@ order they were given.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -35,3 +36,12 @@ def new_id() -> str:
             rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last = (ms, rand)
     return _encode(ms, 10) + _encode(rand, 16)
+
+
+def derived_id(source: str, *parts: str) -> str:
+    """A ULID made from ``source`` and ``parts``, the same for the same ones: the time of
+    ``source`` when it is a ULID, then 80 bits of their digest."""
+    digest = hashlib.sha256("\x1f".join((source, *parts)).encode("utf-8")).digest()
+    is_ulid = len(source) == 26 and all(c in _ALPHABET for c in source.upper())
+    return (source[:10].upper() if is_ulid else _encode(0, 10)) + _encode(
+        int.from_bytes(digest[:10], "big"), 16)

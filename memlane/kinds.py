@@ -18,6 +18,8 @@ ENTITY = "entity"
 RELATION = "relation"
 """A subject-predicate-object link between two entities, read from a fact."""
 
+ALL_KINDS = (TURN, WINDOW, FACT, SUMMARY, ENTITY, RELATION)
+"""Every kind the library writes: the kinds a read may ask for."""
 GRAPH_KINDS = (ENTITY, RELATION)
 DERIVED_KINDS = (WINDOW, *GRAPH_KINDS)
 """Kinds derived from other memories (windows of turns, the entity graph of facts); hidden

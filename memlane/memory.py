@@ -18,7 +18,7 @@ from .embed.base import Embedder
 from .errors import ConfigurationError
 from .exchange import jsonl
 from .kinds import DERIVED_KINDS
-from .llm.base import LLM
+from .llm.base import LLM, NO_LLM
 from .opening import default_location as default_location  # the CLI names it from here
 from .read import context as packing
 from .read import lookup
@@ -122,7 +122,7 @@ class Memory:
         right (a ``ConflictError`` if it kept changing for ``adding.ADD_PATIENCE`` seconds).
         """
         if infer and self.llm is None:
-            raise ConfigurationError("infer needs an LLM: Memory(llm=OpenAICompatibleLLM(...))")
+            raise ConfigurationError(f"infer needs an LLM: {NO_LLM}")
         scope = self._scope(user_id, agent_id, session_id).require_bounded("add")
         incoming = ingest.normalize(messages)
         meta = ingest.check_metadata(metadata)
@@ -141,7 +141,7 @@ class Memory:
     def run_jobs(self, limit: int = 100) -> list[Job]:
         """Run pending jobs (and jobs whose worker stopped) now; return them as finished."""
         if self.llm is None:
-            raise ConfigurationError("running jobs needs an LLM: Memory(llm=...)")
+            raise ConfigurationError(f"running jobs needs an LLM: {NO_LLM}")
         return self._jobs.run(self.tenant, validate.limit(limit))
 
     def wait_for_jobs(self, timeout: float = 60.0) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import InvalidInputError, NotFoundError
 from .filters import parse
-from .kinds import DERIVED_KINDS
+from .kinds import ALL_KINDS, DERIVED_KINDS
 from .store.base import RecordQuery
 from .timeutil import TimeLike, parse_time
 from .types import (
@@ -62,10 +62,19 @@ def record_query(scope: Scope, filters: Mapping[str, Any] | None,
     if bad:
         raise InvalidInputError(f"unknown status(es) {bad}; use {STATUSES}")
     return RecordQuery(
-        scope=scope, filters=parse(filters), kinds=names(kinds, "kinds"),
+        scope=scope, filters=parse(filters), kinds=memory_kinds(kinds),
         statuses=statuses,
         as_of=None if as_of is None else parse_time(as_of, field="as_of"),
     )
+
+
+def memory_kinds(kinds: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """The kinds a read asks for, each one the library writes."""
+    asked = names(kinds, "kinds")
+    bad = [k for k in asked or () if k not in ALL_KINDS]
+    if bad:
+        raise InvalidInputError(f"unknown kind(s) {bad}; use {list(ALL_KINDS)}")
+    return asked
 
 
 def job_statuses(statuses: list[str] | None) -> list[str] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+import pytest
+
 import memlane
 from memlane import AsyncMemory, FakeEmbedder, Memory
 from memlane.remote import RemoteMemory
@@ -74,3 +76,13 @@ def test_async_memory_works_end_to_end() -> None:
             return [e.op for e in await mem.history(hits[0].id)]
 
     assert asyncio.run(scenario()) == ["add", "update"]
+
+
+def test_async_memory_names_its_tenant_read_only() -> None:
+    mem = AsyncMemory(":memory:", embedder=FakeEmbedder(), tenant="acme")
+    try:
+        assert mem.tenant == "acme" and mem.for_tenant("globex").tenant == "globex"
+        with pytest.raises(AttributeError):
+            mem.tenant = "other"  # type: ignore[misc]
+    finally:
+        mem.sync.close()

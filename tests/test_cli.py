@@ -434,3 +434,22 @@ def test_backup_restores_into_the_live_store(db: Path, tmp_path: Path) -> None:
     again = out(run(db, "import", str(backup)))
     assert again["restored"] == {"messages": 0, "memories": 0} and again["history"] == 0
     assert run(db, "export").stdout == before
+
+
+def test_import_into_another_tenant_of_the_same_store(db: Path, tmp_path: Path) -> None:
+    first = out(run(db, "add", "remember this", "--user", "alice"))[0]
+    run(db, "update", first["id"], "remember this, please", "--user", "alice")
+    dump = tmp_path / "l.jsonl"
+    run(db, "export", "--out", str(dump))
+    counts = out(run(db, "--tenant", "t2", "import", str(dump)))
+    assert counts["restored"] == {"messages": 1, "memories": 2}
+    assert counts["reidentified"] == 2 and counts["history"] == 4
+    copied = out(run(db, "--tenant", "t2", "list", "--user", "alice"))
+    assert [m["text"] for m in copied] == ["remember this, please"]
+    assert copied[0]["id"] != first["id"] and copied[0]["tenant"] == "t2"
+    history = out(run(db, "--tenant", "t2", "history", copied[0]["id"]))
+    assert [e["op"] for e in history] == ["add", "update"]
+    again = out(run(db, "--tenant", "t2", "import", str(dump)))
+    assert again["restored"] == {"messages": 0, "memories": 0}
+    assert again["skipped"] == {"messages": 1, "memories": 2}
+    assert out(run(db, "list", "--user", "alice"))[0]["id"] == first["id"]

@@ -202,7 +202,7 @@ def test_background_jobs_for_many_sessions_lose_and_duplicate_nothing(
 
     def talk(worker: int) -> None:
         for i in range(5):
-            mem.add([{"role": "user", "name": f"P{worker}x{i}",
+            mem.add([{"role": "user", "name": f"P{worker}x{i}", "id": f"m{worker}-{i}",
                       "content": f"I live in {cities[(worker + i) % 5]}."}],
                     user_id="alice", session_id=f"w{worker}-{i}", infer="background")
 
@@ -216,8 +216,8 @@ def test_background_jobs_for_many_sessions_lose_and_duplicate_nothing(
     assert len(jobs) == 20 and {j.status for j in jobs} == {"done"}
     stored = facts(mem)
     assert len(stored) == 20 == len(set(stored))
-    # a retried add stores nothing twice and queues no second job
-    mem.add([{"role": "user", "name": "P0x0", "content": "I live in Oslo."}],
+    # a retried add (its message id names it) stores nothing twice and queues no second job
+    mem.add([{"role": "user", "name": "P0x0", "id": "m0-0", "content": "I live in Oslo."}],
             user_id="alice", session_id="w0-0", infer="background")
     assert mem.wait_for_jobs(timeout=30) and len(mem.jobs()) == 20
 

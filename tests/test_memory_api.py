@@ -59,6 +59,23 @@ def test_retried_add_stores_nothing_twice(mem: Memory) -> None:
     assert len(mem.get_all(user_id="alice")) == 5
 
 
+def test_a_repeated_message_without_a_time_is_a_new_event(mem: Memory) -> None:
+    said = [mem.add(text, user_id="alice", session_id="s")[0]
+            for text in ("Yes.", "What about Porto?", "Yes.")]
+    assert len({r.id for r in said}) == 3
+    assert [m.content for m in mem.messages(user_id="alice", session_id="s")] == [
+        "Yes.", "What about Porto?", "Yes."]
+    # pinned down by the caller's own message id, the same message is the same event
+    first = mem.add({"content": "Yes.", "id": "msg-7"}, user_id="alice", session_id="t")
+    assert mem.add({"content": "Yes.", "id": "msg-7"}, user_id="alice",
+                   session_id="t") == first
+    timed = mem.add([{"content": "Yes.", "timestamp": "2026-03-14T10:00:00Z"}],
+                    user_id="alice", session_id="u")
+    assert mem.add([{"content": "Yes.", "timestamp": "2026-03-14T10:00:00Z"}],
+                   user_id="alice", session_id="u") == timed
+    assert len(mem.messages(user_id="alice")) == 5
+
+
 def test_search_finds_by_meaning_and_keyword_with_explain(mem: Memory) -> None:
     turns = mem.add(CHAT, user_id="alice", session_id="s1")
     mem.add("My cat is called Miso.", user_id="alice", session_id="s2")
@@ -368,3 +385,36 @@ def test_import_restores_what_is_missing_into_the_live_store(mem: Memory) -> Non
     after = io.StringIO()
     mem.export(after)
     assert after.getvalue() == restored.getvalue()
+
+
+@pytest.mark.embedded_only("a key is bound to one tenant (see test_remote.py)")
+def test_an_export_imported_into_another_tenant_gets_ids_of_its_own(mem: Memory) -> None:
+    first = mem.add("the plan", user_id="alice")[0]
+    mem.update(first.id, "the new plan", user_id="alice")
+    backup = io.StringIO()
+    mem.export(backup)
+    other = mem.for_tenant("t2")
+    report = other.import_(backup.getvalue().splitlines())
+    assert report.restored.memories == 2 == report.reidentified
+    copied = other.get_all(user_id="alice")
+    assert [r.text for r in copied] == ["the new plan"] and copied[0].id != first.id
+    assert [e.op for e in other.history(copied[0].id)] == ["add", "update"]
+    again = other.import_(backup.getvalue().splitlines())
+    assert again.skipped.memories == 2 and again.restored.memories == 0
+    assert mem.get(first.id).text == "the new plan"
+
+
+def test_unknown_kinds_are_refused_naming_the_valid_ones(mem: Memory) -> None:
+    mem.add("a note", user_id="alice")
+    for read in (lambda: mem.get_all(user_id="alice", kinds=["bogus"]),
+                 lambda: mem.search("note", user_id="alice", kinds=["turn", "bogus"])):
+        with pytest.raises(InvalidInputError, match=r"bogus.*turn.*window.*fact"):
+            read()
+    assert len(mem.get_all(user_id="alice", kinds=["turn"])) == 1
+
+
+@pytest.mark.embedded_only("the server says which LLM it lacks in its own words")
+def test_a_missing_llm_is_explained_for_every_door(mem: Memory) -> None:
+    for call in (lambda: mem.add("hi", user_id="a", infer=True), lambda: mem.run_jobs()):
+        with pytest.raises(ConfigurationError, match=r"Memory\(llm=\.\.\.\).*MEMLANE_LLM_MODEL"):
+            call()

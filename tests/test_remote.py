@@ -431,6 +431,23 @@ def test_export_streams_and_import_restores_through_the_server(acme: Memory) -> 
     assert acme.import_(lines).skipped.messages == 50
 
 
+def test_another_tenant_imports_an_export_under_its_own_ids(served: Served,
+                                                           acme: Memory) -> None:
+    mine = acme.add("acme's plan", user_id="shared")[0]
+    out = io.StringIO()
+    acme.export(out, user_id="shared")
+    with served.memory("globex") as globex:
+        globex.forget(user_id="shared")
+        report = globex.import_(out.getvalue().splitlines())
+        assert report.restored.memories == 2 and report.reidentified == 2
+        assert report.conflicts.memories == 0 and report.conflict_ids == []
+        copied = globex.get_all(user_id="shared")
+        assert [r.text for r in copied] == ["acme's plan"] and copied[0].id != mine.id
+        assert [e.op for e in globex.history(copied[0].id)] == ["add"]
+        assert globex.import_(out.getvalue().splitlines()).skipped.memories == 2
+    assert acme.get(mine.id).tenant == "acme"
+
+
 def test_the_cli_works_on_a_server(served: Served, acme: Memory) -> None:
     env = {"MEMLANE_API_KEY": served.keys["full"]}
     added = run_cli("--db", served.url, "add", "from the command line", "--user", "cli",

@@ -656,3 +656,18 @@ def test_keys_are_credentials_not_memories_erase_and_reset_keep_them(store: Stor
     store.reset()
     assert store.list_keys() == [key]
     assert store.find_key(key.hash) == key
+
+
+def test_taken_ids_answers_which_ids_any_tenant_holds(store: Store) -> None:
+    mine = record("alice's", ALICE)
+    theirs = record("globex's", Scope("globex", "carol"))
+    put(store, ALICE, (mine, vec(1)))
+    put(store, Scope("globex", "carol"), (theirs, vec(2)))
+    event = HistoryEvent(new_id(), theirs.id, "globex", "add", 1, None, "x", "system", None, T0)
+    store.write(WriteBatch(scope=Scope("globex", "carol"), events=[event]))
+    unknown = new_id()
+    assert store.taken_ids("memories", [mine.id, theirs.id, unknown]) == {mine.id, theirs.id}
+    assert store.taken_ids("history", [event.id, unknown]) == {event.id}
+    assert store.taken_ids("memories", []) == set()
+    with pytest.raises(ValueError):
+        store.taken_ids("api_keys", [unknown])

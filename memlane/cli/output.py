@@ -148,6 +148,9 @@ def render_import(report: ImportReport) -> str:
     lines = [f"restored: {counts(report.restored)} ({report.history} history events)",
              f"skipped, already stored: {counts(report.skipped)}",
              f"conflicts: {counts(report.conflicts)}"]
+    if report.reidentified:
+        lines.append(f"restored under new ids (another tenant holds theirs): "
+                     f"{report.reidentified} memories")
     if report.conflict_ids:
         lines += [f"conflict policy: {report.conflict_policy}",
                   f"conflicting ids: {', '.join(report.conflict_ids)}"]

@@ -19,6 +19,7 @@ from typing import IO, Any, TypeVar
 
 from ..embed.base import Embedder
 from ..errors import InvalidInputError
+from ..ids import derived_id
 from ..serialize import (
     event_from_dict,
     event_to_dict,
@@ -145,12 +146,14 @@ class ScopeImport:
     skipped: Tally = field(default_factory=Tally)
     conflicts: Tally = field(default_factory=Tally)
     history: int = 0
+    reidentified: int = 0
 
 
 @dataclass(slots=True)
 class ImportReport:
     """The totals of an import, its conflicting ids (the first ``MAX_CONFLICT_IDS``), the
-    policy applied to them, and each scope's own counts."""
+    policy applied to them, and each scope's own counts. ``reidentified``: memories
+    restored under a new id, because another tenant of the store holds theirs."""
 
     restored: Tally
     skipped: Tally
@@ -159,6 +162,7 @@ class ImportReport:
     conflict_ids: list[str]
     conflict_policy: str
     scopes: list[ScopeImport]
+    reidentified: int = 0
 
     @classmethod
     def of(cls, scopes: list[ScopeImport], conflict_ids: list[str]) -> ImportReport:
@@ -169,6 +173,7 @@ class ImportReport:
             report.skipped.add(scope.skipped)
             report.conflicts.add(scope.conflicts)
             report.history += scope.history
+            report.reidentified += scope.reidentified
         return report
 
 
@@ -180,6 +185,7 @@ def import_export(store: Store, embedder: Embedder, tenant: str, lines: Iterable
     from tqdm import tqdm
 
     groups = read_export(lines)
+    renamed = _renaming(store, tenant, groups)
     everything = RecordQuery(Scope(tenant), statuses=STATUSES)
     known = {(s.user_id, s.agent_id, s.session_id) for s in store.scopes(everything)}
     scopes, conflict_ids = [], []
@@ -188,15 +194,47 @@ def import_export(store: Store, embedder: Embedder, tenant: str, lines: Iterable
     ):
         scope = Scope(tenant, user, agent, session)
         done = ScopeImport(user, agent, session, created=(user, agent, session) not in known)
-        conflict_ids += _restore(store, embedder, scope, (messages, records, events), done)
+        group = (messages, [_renamed(r, renamed) for r in records],
+                 [replace(e, id=renamed.get(e.id, e.id),
+                          memory_id=renamed.get(e.memory_id, e.memory_id)) for e in events])
+        conflict_ids += _restore(store, embedder, scope, group, done, set(renamed.values()))
         scopes.append(done)
     return ImportReport.of(scopes, conflict_ids)
 
 
+def _renaming(store: Store, tenant: str, groups: dict[ScopeKey, Group]) -> dict[str, str]:
+    """The ids of the export's memories and history events that another tenant of the
+    store holds, each with the id it is imported under (the same on every import)."""
+    records = [r.id for _, found, _ in groups.values() for r in found]
+    own = {r.id for r in store.get(tenant, records)}
+    taken = store.taken_ids("memories", [i for i in records if i not in own])
+    taken |= store.taken_ids("history", [e.id for _, _, found in groups.values()
+                                         for e in found])
+    return {old: derived_id(old, "import", tenant) for old in taken}
+
+
+def _renamed(record: MemoryRecord, renamed: dict[str, str]) -> MemoryRecord:
+    """The record under its new id, as are the memories it names (``superseded_by``, and
+    the graph's references in its metadata)."""
+    if not renamed:
+        return record
+
+    def new(value: Any) -> Any:
+        if isinstance(value, str):
+            return renamed.get(value, value)
+        return [new(v) for v in value] if isinstance(value, list) else value
+
+    by = record.superseded_by
+    return replace(record, id=renamed.get(record.id, record.id),
+                   superseded_by=None if by is None else renamed.get(by, by),
+                   metadata={k: new(v) for k, v in record.metadata.items()})
+
+
 def _restore(store: Store, embedder: Embedder, scope: Scope, group: Group,
-             done: ScopeImport) -> list[str]:
-    """Write what of one scope's group is missing, counting into ``done``; return the ids
-    stored with other content (the conflicts)."""
+             done: ScopeImport, fresh: set[str]) -> list[str]:
+    """Write what of one scope's group is missing, counting into ``done`` (and the memories
+    written under ``fresh`` ids); return the ids stored with other content (the
+    conflicts)."""
     messages = [replace(m, tenant=scope.tenant) for m in group[0]]
     records = [replace(r, tenant=scope.tenant) for r in group[1]]
     new_messages, same_messages, clashing_messages = _sort(
@@ -207,6 +245,8 @@ def _restore(store: Store, embedder: Embedder, scope: Scope, group: Group,
     done.conflicts = Tally(len(clashing_messages), len(clashing_records))
     if new_messages or new_records:
         _write(store, embedder, scope, (new_messages, new_records, group[2]), done)
+        if done.restored.memories:
+            done.reidentified = sum(r.id in fresh for r in new_records)
     return clashing_messages + clashing_records
 
 
@@ -271,6 +311,7 @@ def import_report_from_dict(data: dict[str, Any]) -> ImportReport:
                   for s in data["scopes"]]
         return ImportReport(tally(data["restored"]), tally(data["skipped"]),
                             tally(data["conflicts"]), data["history"],
-                            list(data["conflict_ids"]), data["conflict_policy"], scopes)
+                            list(data["conflict_ids"]), data["conflict_policy"], scopes,
+                            data.get("reidentified", 0))
     except (KeyError, TypeError) as exc:
         raise InvalidInputError(f"not an import report: {exc}") from exc

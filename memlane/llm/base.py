@@ -68,3 +68,8 @@ class LLM(ABC):
     @abstractmethod
     def _complete(self, messages: Chat, schema: dict[str, Any], name: str) -> Completion:
         """The raw answer text for a chat, asking for JSON matching ``schema``."""
+
+
+NO_LLM = ("pass Memory(llm=...), or set MEMLANE_LLM_MODEL (and MEMLANE_LLM_BASE_URL) for the "
+          "CLI and the server")
+"""What to do when a call needs an LLM and none was given, at every door."""

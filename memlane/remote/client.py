@@ -126,12 +126,13 @@ class RemoteMemory(Memory):
             timestamp: TimeLike | None = None, metadata: Mapping[str, Any] | None = None,
             idempotency_key: str | None = None,
             infer: bool | Literal["background"] = False) -> list[MemoryRecord]:
-        # an add is idempotent (by its key, or by the key the server derives from its
-        # scope, messages and timestamp): sending it again after a lost answer is safe
+        # an add is idempotent (by its key: the caller's, this call's own, or the one the
+        # server derives from a timed add's content): sending it again after a lost answer
+        # is safe
         answer = self._http.call("POST", "/v1/memories", safe=True, body=wire.body(
             messages=wire.messages(messages), user_id=user_id, agent_id=agent_id,
             session_id=session_id, timestamp=wire.time(timestamp), metadata=metadata,
-            idempotency_key=idempotency_key, infer=infer))
+            idempotency_key=wire.add_key(idempotency_key, messages, timestamp), infer=infer))
         return [record_from_dict(r) for r in answer["memories"]]
 
     def update(self, memory_id: str, text: str, *, user_id: str | None = None,

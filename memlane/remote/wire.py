@@ -13,8 +13,11 @@ from urllib.parse import quote
 
 from ..errors import ConfigurationError, InvalidInputError
 from ..filters import parse
+from ..ids import new_id
 from ..read.search import RECIPES, SearchConfig
+from ..timeutil import parse_time
 from ..types import check_unicode
+from ..write import ingest
 
 
 def body(**fields: Any) -> bytes:
@@ -49,6 +52,20 @@ def messages(value: Any) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return [messages(m) if isinstance(m, Mapping) else m for m in value]
     return value
+
+
+def add_key(key: str | None, messages: Any, timestamp: Any) -> str | None:
+    """The idempotency key an add is sent with: the caller's; none for an add pinned down by
+    its time or its message ids (the server derives its key from its content); otherwise a
+    fresh key of this call, so that sending it again after a lost answer stores it once."""
+    if key is not None:
+        return key
+    try:
+        incoming = ingest.normalize(messages)
+        when = None if timestamp is None else parse_time(timestamp)
+    except InvalidInputError:
+        return None  # the server answers what is wrong with it
+    return None if ingest.pinned(incoming, when) else "call:" + new_id()
 
 
 def query(**fields: Any) -> dict[str, Any]:

@@ -433,6 +433,11 @@ class AdminStore(Protocol):
 
     def tenants(self) -> list[str]: ...
 
+    def taken_ids(self, table: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` a row of ``table`` (one of ``ID_TABLES``) holds, in any tenant:
+        an import gives such an id of another tenant's a new one."""
+        ...
+
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
@@ -442,6 +447,17 @@ class AdminStore(Protocol):
 class Store(RecordStore, SearchStore, LogStore, JobStore, KeyStore, AdminStore, Protocol):
     """A place to keep memories: every role at once. One conformance suite holds every
     implementation to it; a caller that needs one role may name that role instead."""
+
+
+ID_TABLES = ("memories", "history")
+"""The tables whose ids ``taken_ids`` looks up."""
+
+
+def id_table(table: str) -> str:
+    """``table``, if it is one of ``ID_TABLES``; ValueError otherwise."""
+    if table not in ID_TABLES:
+        raise ValueError(f"no ids are looked up in {table!r}; only in {ID_TABLES}")
+    return table
 
 
 HIDDEN_TURN = (TURN, "deleted")

@@ -29,6 +29,7 @@ from .base import (
     check_basis,
     check_claim,
     dense_score,
+    id_table,
     keyword_score,
     scope_counts,
 )
@@ -265,6 +266,12 @@ class InMemoryStore:
         with self._lock:
             return sorted({r.tenant for r in self._records.values()}
                           | {m.tenant for m in self._messages.values()})
+
+    def taken_ids(self, table: str, ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            held = (set(self._records) if id_table(table) == "memories"
+                    else {e.id for e in self._history})
+        return held & set(ids)
 
     def erase(self, scope: Scope, *, wait: float | None = None) -> EraseCounts:
         """Drop the scope's objects; no file holds them (the process's freed memory may,

@@ -25,6 +25,7 @@ from .base import (
     ScopeCounts,
     ScopeTriple,
     Vector,
+    id_table,
     scope_counts,
 )
 from .rows import scope_condition, scope_values
@@ -154,6 +155,10 @@ class SQLReads:
     def tenants(self) -> list[str]:
         rows = self.read("SELECT tenant FROM memories UNION SELECT tenant FROM messages", ())
         return sorted(r[0] for r in rows)
+
+    def taken_ids(self, table: str, ids: Sequence[str]) -> set[str]:
+        sql = f"SELECT DISTINCT id FROM {id_table(table)} WHERE id {{ids}}"
+        return {r[0] for r in self._by_ids(sql, ids)}
 
     def get_meta(self, key: str) -> str | None:
         rows = self.read(f"SELECT value FROM meta WHERE key = {self.dialect.mark}", (key,))

@@ -91,5 +91,8 @@ class SQLStore:
     def tenants(self) -> list[str]:
         return self._reads.tenants()
 
+    def taken_ids(self, table: str, ids: Sequence[str]) -> set[str]:
+        return self._reads.taken_ids(table, ids)
+
     def get_meta(self, key: str) -> str | None:
         return self._reads.get_meta(key)

@@ -16,6 +16,7 @@ from typing import Any
 from .. import kinds
 from ..embed.base import Embedder
 from ..errors import ConflictError
+from ..ids import new_id
 from ..store.base import (
     AddKeyReused,
     RecordUpdate,
@@ -51,7 +52,7 @@ def add(store: Store, embedder: Embedder, scope: Scope, incoming: list[ingest.In
         infer: bool) -> Added:
     """Embed and write checked messages; a retry returns what the first call stored."""
     fingerprint = ingest.add_key(scope, incoming, when)
-    key = idempotency_key or fingerprint
+    key = idempotency_key or _derived_key(fingerprint, incoming, when)
     vectors = embedder.embed([index_text(m.content, m.name) for m in incoming], "document")
     outcome, turns, job = commit(store, embedder, scope, incoming, when, meta,
                                  (key, fingerprint), list(vectors), infer)
@@ -59,6 +60,13 @@ def add(store: Store, embedder: Embedder, scope: Scope, incoming: list[ingest.In
         stored = store.get(scope.tenant, outcome.memory_ids)
         return Added([r for r in stored if r.kind not in kinds.DERIVED_KINDS], None)
     return Added(turns, job)
+
+
+def _derived_key(fingerprint: str, incoming: list[ingest.Incoming],
+                 when: datetime | None) -> str:
+    """Without the caller's key: the fingerprint for an add the caller pinned down (a time,
+    or its own message ids), so that its retry stores nothing; otherwise a new event."""
+    return fingerprint if ingest.pinned(incoming, when) else "event:" + new_id()
 
 
 def commit(store: Store, embedder: Embedder, scope: Scope, incoming: list[ingest.Incoming],

@@ -128,8 +128,15 @@ def _optional_str(value: Any, what: str) -> str | None:
     return check_unicode(value, what)
 
 
+def pinned(incoming: Sequence[Incoming], timestamp: datetime | None) -> bool:
+    """Whether the caller pinned the add down as one event: it has a time (its own, or one
+    on every message), or every message carries the caller's message id."""
+    return (timestamp is not None or all(m.timestamp is not None for m in incoming)
+            or all(m.id is not None for m in incoming))
+
+
 def add_key(scope: Scope, incoming: Sequence[Incoming], timestamp: datetime | None) -> str:
-    """The content-derived idempotency key: same scope, messages and time, same key."""
+    """The content fingerprint of an add: same scope, messages and time, same key."""
     parts = [json.dumps(scope.as_dict(), sort_keys=True),
              "" if timestamp is None else to_text(timestamp)]
     for m in incoming:
