@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -243,22 +244,24 @@ def test_a_huge_forget_wait_is_refused_and_nothing_is_erased(served: Served) -> 
 
 def test_store_errors_keep_their_details_in_the_log(served: Served) -> None:
     if served.location.startswith("postgresql"):
-        pytest.skip("PostgreSQL keeps memory ids per tenant: another tenant's ids do not clash")
+        pytest.skip("the refusal is planted as a SQLite trigger")
+    with sqlite3.connect(served.location) as db:  # the database refuses one message itself
+        db.execute("CREATE TRIGGER IF NOT EXISTS refuse BEFORE INSERT ON messages "
+                   "WHEN NEW.content = 'refused here' "
+                   "BEGIN SELECT RAISE(ABORT, 'constraint refuse failed on messages'); END")
+    db.close()
     with served.as_("full") as c:
-        add(c, "a memory to export", user="frank")
-        lines = c.get("/v1/export", params={"user_id": "frank"}).text
-    with served.as_("globex") as other:  # the same ids, in another tenant: they clash
-        clash = other.post("/v1/import", content=lines,
-                           headers={"content-type": "application/x-ndjson"})
-    status, kind = error_of(clash)
+        refused = c.post("/v1/memories", json={"messages": "refused here", "user_id": "frank"})
+    status, kind = error_of(refused)
     assert status == 400 and kind == "InvalidInputError"
-    error = clash.json()["error"]
+    error = refused.json()["error"]
     text = error["message"].lower()
-    assert "constraint" not in text and "memories" not in text and "unique" not in text
+    assert "constraint" not in text and "already exists" not in text
     assert served.location not in error["message"] and error["id"] in error["message"]
     log = served.server.log
     assert error["id"] in log  # the log line with the details (wrapped by the log's width)
-    assert "constraint" in log[log.index(error["id"]):][:2000].lower()
+    details = " ".join(log[log.index(error["id"]):][:2000].split())  # unwrapped
+    assert "already exists in its scope" in details
 
 
 def test_size_and_rate_limits(tmp_path: Path) -> None:
