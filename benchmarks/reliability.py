@@ -46,7 +46,7 @@ from memlane import FakeEmbedder, MemlaneError, Memory, MemoryRecord, NotFoundEr
 from memlane.cli.output import to_jsonable
 from memlane.eval.machine import describe as machine
 
-from .report import update_section
+from .report import command, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -417,11 +417,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(result, indent=2))
     if args.no_report:
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "reliability.json").write_text(json.dumps(result, indent=2) + "\n")
-    command = "python -m benchmarks.reliability" + "".join(
-        f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    update_section(ROOT / "docs" / "benchmarks.md", "Reliability", markdown(result, command))
+    publish("reliability", "Reliability", result,
+            markdown(result, command("benchmarks.reliability", argv)))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 HEADER = """# Benchmarks
 
@@ -24,3 +27,19 @@ def update_section(path: Path, title: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def publish(name: str, title: str, result: dict[str, Any], markdown: str) -> None:
+    """Write a benchmark's ``result`` to benchmarks/results/NAME.json and its ``markdown``
+    as the section ``title`` of docs/benchmarks.md."""
+    root = Path(__file__).resolve().parent.parent
+    results = root / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    update_section(root / "docs" / "benchmarks.md", title, markdown)
+
+
+def command(module: str, argv: list[str] | None) -> str:
+    """The command line a benchmark ran with, as the docs quote it."""
+    return f"python -m {module}" + "".join(f" {a}" for a in (
+        argv if argv is not None else sys.argv[1:]))

@@ -54,8 +54,8 @@ from memlane.eval.machine import describe as machine
 from memlane.store import open_store
 from memlane.types import Scope
 
-from .report import update_section
-from .run import DISTINCT_VECTORS, RESULTS, ROOT, corpus_vectors, write_turns
+from .report import command, publish
+from .run import DISTINCT_VECTORS, corpus_vectors, write_turns
 from .synthetic import Generator
 
 TENANT = "default"
@@ -484,12 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(result, indent=2))
     if args.no_report:
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
-    command = "python -m benchmarks.serve" + "".join(
-        f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    update_section(ROOT / "docs" / "benchmarks.md", "Server under load",
-                   markdown(result, command))
+    publish("serve", "Server under load", result,
+            markdown(result, command("benchmarks.serve", argv)))
 
 
 if __name__ == "__main__":
