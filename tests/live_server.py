@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import pytest
 
 from memlane.auth import new_key
 from memlane.store import open_store
@@ -30,6 +31,16 @@ def make_key(location: str, tenant: str, **options: Any) -> str:
     finally:
         store.close()
     return token
+
+
+def store_location(kind: str, request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory, name: str) -> str:
+    """A new store for a module's server: a fresh PostgreSQL database, or a SQLite file."""
+    if kind == "postgres":
+        from memlane.dev.postgres import fresh_database
+
+        return fresh_database(request.getfixturevalue("postgres_server"))
+    return str(tmp_path_factory.mktemp(name) / f"{name}.db")
 
 
 def key_set(location: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from memlane.auth import new_key
 from memlane.store import Store, open_store
 
-from .live_server import LiveServer
+from .live_server import LiveServer, store_location
 from .test_server_mcp import session
 
 TOKEN = re.compile(r"~[tuk]\d{6}~")
@@ -102,12 +102,7 @@ def _mine(owner: Owner, tenant: str, user: str | None) -> bool:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def world(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    if request.param == "postgres":
-        from memlane.dev.postgres import fresh_database
-
-        location = fresh_database(request.getfixturevalue("postgres_server"))
-    else:
-        location = str(tmp_path_factory.mktemp("isolation") / "isolation.db")
+    location = store_location(request.param, request, tmp_path_factory, "isolation")
     store = open_store(location)
     try:
         with LiveServer(location, "--rate", "0", "--mcp-allow-erase") as server:

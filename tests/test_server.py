@@ -19,7 +19,7 @@ from memlane import Memory
 from memlane.store import open_store
 
 from .conftest import env_with
-from .live_server import LiveServer, error_of, key_set, make_key, run_cli
+from .live_server import LiveServer, error_of, key_set, make_key, run_cli, store_location
 
 
 @dataclass
@@ -35,12 +35,7 @@ class Served:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def served(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if request.param == "postgres":
-        from memlane.dev.postgres import fresh_database
-
-        location = fresh_database(request.getfixturevalue("postgres_server"))
-    else:
-        location = str(tmp_path_factory.mktemp("server") / "server.db")
+    location = store_location(request.param, request, tmp_path_factory, "server")
     open_store(location).close()  # the schema, before keys go in
     keys = key_set(location)
     with LiveServer(location, "--rate", "0") as server:
