@@ -2,10 +2,12 @@
 
 A store gives a ``RowSource``: which rows a query admits (row id and version) and how to
 load texts, vectors and records by row id. The index keeps, per process, the admitted sets
-(reused until the source's generation changes, that is until any writer commits), the
+(reused until the source's generation changes, that is until any writer commits; then, if
+the source can tell what changed since, only the changed rows are read again), the
 vectors of admitted rows (``vector_cache``), a BM25 index per scope and analyzer
 (``keyword_index``) and recently returned records. Everything is keyed by (row id,
-version), so nothing is ever stale, and scoring is exactly the same on every store.
+version), so nothing is ever stale, and scoring is exactly the same on every store: an
+admitted set is kept in row id order, however it was read.
 """
 
 from __future__ import annotations
@@ -30,11 +32,57 @@ KEYWORD_DOCS = 1_000_000
 """Documents kept in in-process keyword indexes; least recently searched scopes go first."""
 
 
+class Delta(NamedTuple):
+    """What changed in a store since a mark, as a query sees it."""
+
+    changed: Sequence[int]
+    """The row ids written since the mark (whether the query admits them or not)."""
+    rows: Sequence[Sequence[Any]]
+    """Of the rows written since the mark, those the query admits now (as
+    ``RowSource.admitted_rows`` gives them)."""
+
+
+class _Buffer:
+    __slots__ = ("array", "used")
+
+    def __init__(self, array: npt.NDArray[np.float32], used: int) -> None:
+        self.array, self.used = array, used
+
+
+class Matrix:
+    """An admitted set's vectors in its order, with room after them: a set that only gained
+    rows appends them in place (its predecessor, which searches may still hold, keeps
+    seeing its own rows only)."""
+
+    __slots__ = ("_buffer", "_n")
+
+    def __init__(self, rows: npt.NDArray[np.float32]) -> None:
+        array = np.empty((len(rows) + len(rows) // 4 + 64, rows.shape[1]), dtype=np.float32)
+        array[: len(rows)] = rows
+        self._buffer, self._n = _Buffer(array, len(rows)), len(rows)
+
+    @property
+    def rows(self) -> npt.NDArray[np.float32]:
+        return self._buffer.array[: self._n]
+
+    def extended(self, extra: npt.NDArray[np.float32]) -> Matrix:
+        buffer, n = self._buffer, self._n
+        if buffer.used != n or n + len(extra) > len(buffer.array):
+            return Matrix(np.concatenate([self.rows, extra]))
+        buffer.array[n: n + len(extra)] = extra
+        buffer.used = n + len(extra)
+        grown = Matrix.__new__(Matrix)
+        grown._buffer, grown._n = buffer, buffer.used
+        return grown
+
+
 class Admitted(NamedTuple):
     generation: Hashable
+    mark: Hashable
+    """Where the source's changes after this set was read start (``RowSource.mark``)."""
     ids: npt.NDArray[np.int64]
     versions: npt.NDArray[np.int64]
-    matrices: dict[int, npt.NDArray[np.float32]]
+    matrices: dict[int, Matrix]
     lengths: npt.NDArray[np.float64] | None
     """Each row's keyword term count, if the store returns it (a third column)."""
 
@@ -57,6 +105,17 @@ class RowSource(Protocol):
     def admitted_rows(self, query: RecordQuery) -> Sequence[Sequence[Any]]:
         """The (row id, version) rows the query admits; a store that searches keywords in
         the database adds each row's term count (``Admitted.lengths``)."""
+        ...
+
+    def mark(self) -> Hashable:
+        """Where the changes written after now start; None if the source cannot tell."""
+        ...
+
+    def changes(self, query: RecordQuery, since: Hashable, now: Hashable,
+                most: int) -> Delta | None:
+        """What changed between the marks ``since`` and ``now`` (and perhaps after), as
+        ``query`` sees it; None to have every admitted row read again (more than ``most``
+        rows changed, rows were removed, or the source cannot tell)."""
         ...
 
     def load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]: ...
@@ -161,22 +220,53 @@ class DerivedIndex:
             if cached is not None and cached.generation == generation:
                 self._queries.move_to_end(key)
                 return cached
-            entry = _admitted(generation, self._source.admitted_rows(query))
+            entry = self._read(query, generation, cached)
             self._queries[key] = entry
+            self._queries.move_to_end(key)
             while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
                 self._queries.popitem(last=False)
             return entry
+
+    def _read(self, query: RecordQuery, generation: Hashable,
+              cached: Admitted | None) -> Admitted:
+        """The rows ``query`` admits now: what changed since ``cached`` applied to it, or
+        (the first time, or when the source cannot tell) all of them read again."""
+        mark = self._source.mark()
+        if cached is not None and cached.mark is not None:
+            delta = self._source.changes(query, cached.mark, mark,
+                                         max(1_000, len(cached.ids) // 4))
+            if delta is not None:
+                return self._updated(cached, delta, generation, mark)
+        return _admitted(generation, mark, self._source.admitted_rows(query))
+
+    def _updated(self, cached: Admitted, delta: Delta, generation: Hashable,
+                 mark: Hashable) -> Admitted:
+        """``cached`` with the rows of ``delta``: appended in place when the set only gained
+        rows after its last one (the common add), else a new set in row id order."""
+        fresh = _admitted(generation, mark, delta.rows)
+        changed = np.union1d(np.asarray(delta.changed, dtype=np.int64), fresh.ids)
+        keep = ~np.isin(cached.ids, changed, assume_unique=True)
+        if not keep.all() or (len(cached.ids) and len(fresh.ids)
+                              and fresh.ids[0] <= cached.ids[-1]):
+            return _admitted(generation, mark, None, _joined(cached, fresh, keep))
+        matrices = {dim: m.extended(self._vectors_for(fresh, dim))
+                    for dim, m in cached.matrices.items()}
+        ids, versions, lengths = _joined(cached, fresh, keep)
+        return Admitted(generation, mark, ids, versions, matrices, lengths)
+
+    def _vectors_for(self, admitted: Admitted, dim: int) -> npt.NDArray[np.float32]:
+        if self._vectors is None or self._vectors.dim != dim:
+            self._vectors = VectorCache(dim)
+        return self._vectors.matrix_for(admitted.ids, admitted.versions,
+                                        self._source.load_vectors)
 
     def _matrix(self, admitted: Admitted, dim: int) -> npt.NDArray[np.float32]:
         """The admitted rows' vectors in order, kept with the admitted set."""
         matrix = admitted.matrices.get(dim)
         if matrix is None:
-            if self._vectors is None or self._vectors.dim != dim:
-                self._vectors = VectorCache(dim)
-            matrix = self._vectors.matrix_for(admitted.ids, admitted.versions,
-                                              self._source.load_vectors)
+            matrix = Matrix(self._vectors_for(admitted, dim))
             admitted.matrices[dim] = matrix
-        return matrix
+        return matrix.rows
 
     def _cached_records(self, rowids: list[int], versions: list[int]) -> dict[int, MemoryRecord]:
         """Records of these (rowid, version) rows, from the record cache where it has them."""
@@ -196,12 +286,30 @@ class DerivedIndex:
             return out
 
 
-def _admitted(generation: Hashable, rows: Sequence[Sequence[Any]]) -> Admitted:
-    return Admitted(
-        generation,
-        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-        np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
-        {},
-        np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
-        if rows and len(rows[0]) > 2 else None,
-    )
+Columns = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64] | None]
+
+
+def _admitted(generation: Hashable, mark: Hashable, rows: Sequence[Sequence[Any]] | None,
+              columns: Columns | None = None) -> Admitted:
+    """An admitted set from rows (row id, version[, length]) or columns, in row id order."""
+    if columns is None:
+        assert rows is not None
+        table = np.array(rows, dtype=np.float64 if rows and len(rows[0]) > 2 else np.int64)
+        table = table.reshape(len(rows), -1) if len(rows) else np.zeros((0, 2), np.int64)
+        columns = (table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
+                   table[:, 2].astype(np.float64) if table.shape[1] > 2 else None)
+    ids, versions, lengths = columns
+    if len(ids) > 1 and not bool(np.all(ids[:-1] < ids[1:])):
+        order = np.argsort(ids, kind="stable")
+        ids, versions = ids[order], versions[order]
+        lengths = lengths[order] if lengths is not None else None
+    return Admitted(generation, mark, ids, versions, {}, lengths)
+
+
+def _joined(cached: Admitted, fresh: Admitted, keep: npt.NDArray[np.bool_]) -> Columns:
+    """The columns of ``cached`` where ``keep`` holds, then those of ``fresh``."""
+    lengths = None
+    if cached.lengths is not None and fresh.lengths is not None:
+        lengths = np.concatenate([cached.lengths[keep], fresh.lengths])
+    return (np.concatenate([cached.ids[keep], fresh.ids]),
+            np.concatenate([cached.versions[keep], fresh.versions]), lengths)

@@ -28,6 +28,7 @@ from .base import (
     id_table,
     scope_counts,
 )
+from .derived import Delta
 from .rows import scope_condition, scope_values
 
 Params = list[Any]
@@ -71,6 +72,16 @@ class Dialect:
     above."""
     first_source: str
     """SQL of a record's first source id, as its turns' partial index has it."""
+    change_mark: str | None = None
+    """SQL of one row (the sequence number of the last change to ``memories``, how many
+    removals it has seen), where a later ``changes`` starts; None for a store that cannot
+    tell what changed since a point (its indexes read again all that a query admits)."""
+    changed_since: str = ""
+    """The (row id) rows of ``memories`` changed after a sequence number, at most a number
+    of them (the two parameters)."""
+    by_change: str = ""
+    """What follows ``FROM memories m`` in a query on the rows changed after a sequence
+    number (an index hint)."""
 
 
 @functools.cache
@@ -305,6 +316,27 @@ class SQLReads:
         where, params = self.dialect.where(query)
         return self.read(f"SELECT {self.dialect.admitted} FROM memories m WHERE {where}",
                          params)
+
+    def mark(self) -> Hashable:
+        """Where the changes written after now start (None: this store cannot tell)."""
+        if self.dialect.change_mark is None:
+            return None
+        return tuple(self.read(self.dialect.change_mark, ())[0])
+
+    def changes(self, query: RecordQuery, since: Hashable, now: Hashable,
+                most: int) -> Delta | None:
+        """The rows changed after ``since`` and, of those, what ``query`` admits now; None
+        when more than ``most`` changed or rows were removed since (read all again)."""
+        d = self.dialect
+        if not (isinstance(since, tuple) and isinstance(now, tuple)) or since[1] != now[1]:
+            return None
+        changed = [r[0] for r in self.read(d.changed_since, (since[0], most + 1))]
+        if len(changed) > most:
+            return None
+        where, params = d.where(query)
+        rows = self.read(f"SELECT {d.admitted} FROM memories m {d.by_change} WHERE "
+                         f"m.seq > {d.mark} AND {where}", (since[0], *params))
+        return Delta(changed, rows)
 
     def load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
         rowid = self.dialect.rowid

@@ -61,6 +61,9 @@ from .sqlite_erase import (
 from .sqlite_open import connect, is_read_only_error
 from .sqlite_sql import DIALECT
 
+NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM memories)"
+"""The ``seq`` of a row a write inserts or changes (writes are serialized: it is unique)."""
+
 
 class SQLiteStore(SQLStore):
     """A memlane store in one SQLite file (or ``:memory:`` for a private database)."""
@@ -199,8 +202,8 @@ class SQLiteStore(SQLStore):
     def _insert_records(db: sqlite3.Connection,
                         inserts: list[tuple[MemoryRecord, Vector]]) -> None:
         for record, vector in inserts:
-            cursor = db.execute(f"INSERT INTO memories ({codec.COLS}) VALUES ({_q(26)})",
-                                codec.record_row(record))
+            cursor = db.execute(f"INSERT INTO memories ({codec.COLS}, seq) VALUES ({_q(26)}, "
+                                f"{NEXT_SEQ})", codec.record_row(record))
             rowid = cursor.lastrowid
             db.execute("INSERT INTO memory_vectors (memory_rowid, vec) VALUES (?, ?)",
                        (rowid, codec.blob(vector)))
@@ -211,7 +214,8 @@ class SQLiteStore(SQLStore):
         for update in batch.updates:
             record = update.record
             cursor = db.execute(
-                f"UPDATE memories SET {sets} WHERE id = ? AND tenant = ? AND version = ? "
+                f"UPDATE memories SET {sets}, seq = {NEXT_SEQ} WHERE id = ? AND tenant = ? AND "
+                "version = ? "
                 "RETURNING rowid",
                 (*codec.record_row(record), record.id, record.tenant, update.expected_version),
             )

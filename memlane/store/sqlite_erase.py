@@ -26,6 +26,9 @@ FREE_SPACE = "sqlite.free_space"
 ``secure_delete`` was on since the file was created or a ``VACUUM`` rewrote it since."""
 INTERNAL_META = "sqlite.%"
 """Meta keys of the store itself, kept by ``reset``."""
+REMOVALS = "sqlite.removals"
+"""Meta key: how many times rows were removed from ``memories`` (a process's in-process
+indexes read all again when it moved; other changes they read as they come, by ``seq``)."""
 ERASE_WAIT = 10.0
 """Seconds an erasure waits by default for readers of older snapshots to end."""
 
@@ -49,7 +52,14 @@ def erase_rows(db: sqlite3.Connection, where: str, params: list[Any]) -> EraseCo
         jobs=delete(f"DELETE FROM jobs WHERE {where}", params),
     )
     db.execute("DELETE FROM gone")
+    if counts.memories:
+        count_removal(db)
     return counts
+
+
+def count_removal(db: sqlite3.Connection) -> None:
+    db.execute("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET "
+               "value = CAST(value AS INTEGER) + 1", (REMOVALS,))
 
 
 def erase_all(db: sqlite3.Connection) -> EraseCounts:
@@ -57,6 +67,7 @@ def erase_all(db: sqlite3.Connection) -> EraseCounts:
     counts = {table: int(db.execute(f"DELETE FROM {table}").rowcount) for table in (
         "memory_vectors", "history", "memories", "jobs", "messages", "adds")}
     db.execute("DELETE FROM meta WHERE key NOT LIKE ?", (INTERNAL_META,))
+    count_removal(db)
     return EraseCounts(messages=counts["messages"], memories=counts["memories"],
                        history=counts["history"], vectors=counts["memory_vectors"],
                        adds=counts["adds"], jobs=counts["jobs"])

@@ -137,7 +137,21 @@ def _v6(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite3.Connection) -> None:
+    """Each memory row carries the sequence number of the write that last changed it, so
+    that a process's in-process indexes read only what changed since they were built
+    (``seq``, unique and increasing; older rows numbered in row order)."""
+    _run(
+        db,
+        """
+        ALTER TABLE memories ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+        UPDATE memories SET seq = rowid;
+        CREATE INDEX memories_seq ON memories (seq)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 """Migration N is ``MIGRATIONS[N - 1]``; ``PRAGMA user_version`` records the last applied."""
 
 
