@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 from memlane import FakeEmbedder, MiniLMEmbedder
-from memlane.embed.base import Embedder, EmbedKind, Matrix
+from memlane.embed.base import CALL_MAX, SHARED_MAX, Embedder, EmbedKind, Matrix
+from memlane.errors import ModelError
 from memlane.tokens import count_tokens
 
 
@@ -74,3 +79,68 @@ def test_fake_embedder_is_deterministic_and_lexical() -> None:
 def test_token_counter_is_offline_and_plausible() -> None:
     assert count_tokens("hello world") == 2
     assert 8 <= count_tokens("The quick brown fox jumps over the lazy dog.") <= 12
+
+
+class Slow(FakeEmbedder):
+    """The test embedder, each model call taking a while and recorded (its texts)."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        super().__init__(cache_size=0)
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+        self.lock = threading.Lock()
+
+    def _embed(self, texts: list[str], kind: EmbedKind) -> Matrix:
+        with self.lock:
+            self.calls.append(list(texts))
+        time.sleep(0.02)
+        if self.fail_on in texts:
+            raise ModelError("the model broke on a text")
+        return super()._embed(texts, kind)
+
+
+def ask_together(embedder: Embedder, asks: list[list[str]]) -> list[Matrix | Exception]:
+    """``embed`` from one thread per request, all started at once."""
+    start = threading.Barrier(len(asks))
+
+    def one(texts: list[str]) -> Matrix | Exception:
+        start.wait()
+        try:
+            return embedder.embed(texts, "query")
+        except ModelError as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(asks)) as pool:
+        return list(pool.map(one, asks))
+
+
+def test_small_requests_at_once_share_model_calls_and_get_their_own_vectors() -> None:
+    embedder = Slow()
+    asks = [[f"question {n}"] for n in range(24)] + [["two texts", "in one ask"]]
+    answers = ask_together(embedder, asks)
+    alone = FakeEmbedder()
+    for texts, answer in zip(asks, answers, strict=True):
+        assert isinstance(answer, np.ndarray)
+        np.testing.assert_array_equal(answer, alone.embed(texts, "query"))
+    assert sorted(t for call in embedder.calls for t in call) == sorted(
+        t for texts in asks for t in texts)  # every text computed once
+    assert len(embedder.calls) < len(asks) / 3  # while one call ran, the others queued
+    assert max(len(call) for call in embedder.calls) <= CALL_MAX
+
+
+def test_a_failed_shared_call_fails_each_request_in_it_and_no_other() -> None:
+    embedder = Slow(fail_on="bad")
+    answers = ask_together(embedder, [["bad"], *[[f"fine {n}"] for n in range(9)]])
+    assert sum("bad" in call for call in embedder.calls) == 1
+    assert isinstance(answers[0], ModelError)
+    in_failed_call = next(c for c in embedder.calls if "bad" in c)
+    for n, answer in enumerate(answers[1:]):
+        assert isinstance(answer, ModelError) == (f"fine {n}" in in_failed_call)
+    assert embedder.embed(["fine again"], "query").shape == (1, 64)
+
+
+def test_a_large_request_runs_on_its_own() -> None:
+    embedder = Slow()
+    texts = [f"document {n}" for n in range(SHARED_MAX + 1)]
+    ask_together(embedder, [texts, ["a query"]])
+    assert sorted(map(len, embedder.calls)) == [1, SHARED_MAX + 1]
