@@ -82,12 +82,14 @@ CALL_MAX = 64
 
 
 class _Request:
-    __slots__ = ("error", "kind", "result", "texts")
+    __slots__ = ("error", "kind", "leads", "result", "texts", "wake")
 
     def __init__(self, texts: list[str], kind: EmbedKind) -> None:
         self.texts, self.kind = texts, kind
         self.result: Matrix | None = None
         self.error: BaseException | None = None
+        self.leads = False
+        self.wake = threading.Event()
 
     @property
     def finished(self) -> bool:
@@ -95,13 +97,15 @@ class _Request:
 
 
 class _SharedCalls:
-    """Runs ``embed`` for queued small requests together, one model call at a time: the
-    caller that finds no call running takes every queued request of its kind (up to
-    ``CALL_MAX`` texts), the others wait for it."""
+    """Runs ``embed`` for queued small requests together, one model call at a time. A
+    request that finds no call running makes the call; the others queue. After a call,
+    its requests are woken with their vectors, and the oldest queued request (if any) is
+    woken to make the next call, for every queued request of its kind (up to ``CALL_MAX``
+    texts)."""
 
     def __init__(self, embed: Callable[[list[str], EmbedKind], Matrix]) -> None:
         self._model = embed
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._queued: list[_Request] = []
         self._running = False
 
@@ -109,17 +113,16 @@ class _SharedCalls:
         if len(texts) > SHARED_MAX:
             return self._model(texts, kind)
         request = _Request(texts, kind)
-        with self._changed:
+        with self._lock:
             self._queued.append(request)
+            request.leads, self._running = not self._running, True
         while not request.finished:
-            with self._changed:
-                while not request.finished and self._running:
-                    self._changed.wait()
-                if request.finished:
-                    break
-                batch = self._take(kind)
-                self._running = True
-            self._run(batch)
+            if request.leads:
+                request.leads = False
+                self._call(self._take(kind))
+            else:
+                request.wake.wait()
+                request.wake.clear()
         if request.error is not None:
             raise request.error
         assert request.result is not None
@@ -128,16 +131,18 @@ class _SharedCalls:
     def _take(self, kind: EmbedKind) -> list[_Request]:
         """Queued requests of ``kind``, oldest first, up to ``CALL_MAX`` texts (taken off
         the queue)."""
-        batch: list[_Request] = []
-        size = 0
-        for request in self._queued:
-            if request.kind == kind and (not batch or size + len(request.texts) <= CALL_MAX):
-                batch.append(request)
-                size += len(request.texts)
-        self._queued = [r for r in self._queued if r not in batch]
-        return batch
+        with self._lock:
+            batch: list[_Request] = []
+            size = 0
+            for request in self._queued:
+                if request.kind == kind and (not batch or size + len(request.texts) <= CALL_MAX):
+                    batch.append(request)
+                    size += len(request.texts)
+            self._queued = [r for r in self._queued if r not in batch]
+            return batch
 
-    def _run(self, batch: list[_Request]) -> None:
+    def _call(self, batch: list[_Request]) -> None:
+        """One model call for ``batch``; then its requests, and the next caller, woken."""
         try:
             vectors = self._model([t for r in batch for t in r.texts], batch[0].kind)
         except BaseException as exc:
@@ -149,9 +154,13 @@ class _SharedCalls:
                 request.result = vectors[start: start + len(request.texts)]
                 start += len(request.texts)
         finally:
-            with self._changed:
-                self._running = False
-                self._changed.notify_all()
+            with self._lock:
+                following = self._queued[0] if self._queued else None
+                self._running = following is not None
+                if following is not None:
+                    following.leads = True
+            for request in (*batch, *([following] if following is not None else [])):
+                request.wake.set()
 
 
 def _key(kind: str, text: str) -> bytes:
