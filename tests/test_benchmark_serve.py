@@ -22,7 +22,7 @@ def result() -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.serve", "--seconds", "2", "--clients", "4",
          "--memories", "200", "--scopes", "2", "--stores", "sqlite,postgres",
-         "--server-threads", "4", "--embedder", "fake", "--no-report"],
+         "--server-threads", "4", "--embedder", "fake", "--rates", "10", "--no-report"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     out: dict[str, Any] = json.loads(done.stdout)
@@ -49,6 +49,14 @@ def test_the_kill_is_seen_by_the_clients(result: dict[str, Any], store: str) -> 
     assert killed["restart_s"] > 0
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_paced_run_sends_at_its_rate(result: dict[str, Any], store: str) -> None:
+    [paced] = result["stores"][store]["paced"]
+    assert paced["rate"] == 10 and paced["errors"] == 0
+    assert 7 <= paced["requests_per_s"] <= 12  # 4 clients, one request each 0.4 s
+    assert paced["memories_found"] == paced["memories_acknowledged"]
+
+
 def test_the_docs_section(result: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "benchmarks.md"
     path.write_text("# Benchmarks\n\n## Other\n\nkept\n")
@@ -56,4 +64,5 @@ def test_the_docs_section(result: dict[str, Any], tmp_path: Path) -> None:
     text = path.read_text()
     assert "## Other\n\nkept" in text and "## Server under load" in text
     assert text.count("| sqlite | steady |") == 1 and text.count("| postgres | kill |") == 1
+    assert text.count("| sqlite | paced 10/s |") == 1
     assert "target <= 30 ms:" in text and "target >= 300:" in text
