@@ -1,13 +1,13 @@
-"""The in-process indexes of a SQLite store follow every change made to its file: a store
+"""The in-process indexes of a SQL store follow every change made to its database: a store
 that has searched before and reads only what changed since ranks exactly as a store opened
-afresh on the same file, whoever wrote the changes (itself or another connection)."""
+afresh on the same database, whoever wrote the changes (itself or another connection)."""
 
 from __future__ import annotations
 
 import random
 import sqlite3
 import tempfile
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memlane.ids import new_id
-from memlane.store import RecordQuery, RecordUpdate, SQLiteStore, WriteBatch
+from memlane.store import RecordQuery, RecordUpdate, SQLiteStore, Store, WriteBatch
 from memlane.store.derived import Delta, DerivedIndex
 from memlane.store.sql_reads import SQLReads
 from memlane.store.sqlite_sql import DIALECT
@@ -47,7 +47,7 @@ def record(scope: Scope, words: str) -> MemoryRecord:
         created_at=T0, updated_at=T0)
 
 
-def ranking(store: SQLiteStore, probe: np.ndarray, words: str) -> list[Any]:
+def ranking(store: Store, probe: np.ndarray, words: str) -> list[Any]:
     query = RecordQuery(ALICE)
     return [[(h.record.id, h.record.version, round(h.score, 6)) for h in hits] for hits in (
         store.vector_search(query, probe, 7), store.keyword_search(query, words, 7),
@@ -55,11 +55,11 @@ def ranking(store: SQLiteStore, probe: np.ndarray, words: str) -> list[Any]:
 
 
 class Walk:
-    """Random writes to a file by two connections; one of them searches between them."""
+    """Random writes to a database by two stores; one of them searches between them."""
 
-    def __init__(self, path: Path, seed: int) -> None:
-        self.path, self.rng = path, random.Random(seed)
-        self.searcher, self.other = SQLiteStore(path), SQLiteStore(path)
+    def __init__(self, open_store: Callable[[], Store], seed: int) -> None:
+        self.open_store, self.rng = open_store, random.Random(seed)
+        self.searcher, self.other = open_store(), open_store()
         self.ids: list[str] = []
 
     def step(self, op: str) -> None:
@@ -80,10 +80,13 @@ class Walk:
             writer.erase(BOB if self.rng.random() < 0.7 else ALICE)
             if not writer.find(RecordQuery(ALICE)):
                 self.ids = []
+        elif op == "reset":
+            writer.reset()
+            self.ids = []
 
     def check(self) -> None:
         probe, words = vector(self.rng), text(self.rng)
-        fresh = SQLiteStore(self.path)
+        fresh = self.open_store()
         try:
             assert ranking(self.searcher, probe, words) == ranking(fresh, probe, words)
         finally:
@@ -94,22 +97,40 @@ class Walk:
         self.other.close()
 
 
+OPS = st.lists(st.sampled_from(["add", "add", "add", "update", "delete", "erase", "reset"]),
+               min_size=1, max_size=25)
+
+
+def walk(open_store: Callable[[], Store], seed: int, ops: list[str]) -> None:
+    steps = Walk(open_store, seed)
+    try:
+        steps.step("add")
+        steps.check()
+        for op in ops:
+            steps.step(op)
+            steps.check()
+    finally:
+        steps.close()
+
+
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1),
-       ops=st.lists(st.sampled_from(["add", "add", "add", "update", "delete", "erase"]),
-                    min_size=1, max_size=25))
-def test_a_searching_store_ranks_as_a_fresh_one_after_any_writes(seed: int,
-                                                                  ops: list[str]) -> None:
+@given(seed=st.integers(0, 2**32 - 1), ops=OPS)
+def test_a_searching_sqlite_store_ranks_as_a_fresh_one_after_any_writes(
+        seed: int, ops: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        walk = Walk(Path(tmp) / "walk.db", seed)
-        try:
-            walk.step("add")
-            walk.check()
-            for op in ops:
-                walk.step(op)
-                walk.check()
-        finally:
-            walk.close()
+        path = Path(tmp) / "walk.db"
+        walk(lambda: SQLiteStore(path), seed, ops)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), ops=OPS)
+def test_a_searching_postgres_store_ranks_as_a_fresh_one_after_any_writes(
+        postgres_server: str, seed: int, ops: list[str]) -> None:
+    from memlane.dev.postgres import fresh_database
+    from memlane.store.postgres import PostgresStore
+
+    url = fresh_database(postgres_server)
+    walk(lambda: PostgresStore(url), seed, ops)
 
 
 class Counted:
@@ -177,14 +198,8 @@ def test_a_file_written_before_rows_carried_their_change_is_searched_as_it_chang
     first.close()
     db = sqlite3.connect(path, isolation_level=None)  # as schema 6 had it
     db.execute("DROP INDEX memories_seq")
+    db.execute("DROP INDEX memories_tenant_seq")
     db.execute("ALTER TABLE memories DROP COLUMN seq")
     db.execute("PRAGMA user_version = 6")
     db.close()
-    walk = Walk(path, seed=5)
-    try:
-        walk.check()
-        for op in ["add", "update", "add", "delete", "add"]:
-            walk.step(op)
-            walk.check()
-    finally:
-        walk.close()
+    walk(lambda: SQLiteStore(path), 5, ["update", "add", "delete", "add"])

@@ -107,8 +107,9 @@ class RowSource(Protocol):
         the database adds each row's term count (``Admitted.lengths``)."""
         ...
 
-    def mark(self) -> Hashable:
-        """Where the changes written after now start; None if the source cannot tell."""
+    def mark(self, query: RecordQuery) -> Hashable:
+        """Where the changes to the query's tenant written after now start; None if the
+        source cannot tell."""
         ...
 
     def changes(self, query: RecordQuery, since: Hashable, now: Hashable,
@@ -231,7 +232,7 @@ class DerivedIndex:
               cached: Admitted | None) -> Admitted:
         """The rows ``query`` admits now: what changed since ``cached`` applied to it, or
         (the first time, or when the source cannot tell) all of them read again."""
-        mark = self._source.mark()
+        mark = self._source.mark(query)
         if cached is not None and cached.mark is not None:
             delta = self._source.changes(query, cached.mark, mark,
                                          max(1_000, len(cached.ids) // 4))
@@ -308,8 +309,11 @@ def _admitted(generation: Hashable, mark: Hashable, rows: Sequence[Sequence[Any]
 
 def _joined(cached: Admitted, fresh: Admitted, keep: npt.NDArray[np.bool_]) -> Columns:
     """The columns of ``cached`` where ``keep`` holds, then those of ``fresh``."""
-    lengths = None
-    if cached.lengths is not None and fresh.lengths is not None:
-        lengths = np.concatenate([cached.lengths[keep], fresh.lengths])
-    return (np.concatenate([cached.ids[keep], fresh.ids]),
+    kept = cached.ids[keep]
+    lengths = None  # known when every row has one (an empty set's are unknown: none needed)
+    if (cached.lengths is not None or not len(kept)) and (
+            fresh.lengths is not None or not len(fresh.ids)):
+        lengths = np.concatenate([np.zeros(0) if cached.lengths is None else cached.lengths[keep],
+                                  np.zeros(0) if fresh.lengths is None else fresh.lengths])
+    return (np.concatenate([kept, fresh.ids]),
             np.concatenate([cached.versions[keep], fresh.versions]), lengths)

@@ -257,7 +257,11 @@ class PostgresStore(SQLStore):
                          "AND agent_id = %s AND session_id = %s AND key = %s",
                          (json.dumps(ids), tenant, *codec.scope_values(batch.scope),
                           batch.add_key))
-        self._bump(conn, tenant)
+        written = [*ids, *(u.record.id for u in batch.updates)]
+        change = self._bump(conn, tenant)
+        if written:  # numbered last: the number follows the order in which writes commit
+            conn.execute("UPDATE memories SET change = %s WHERE tenant = %s AND id = ANY(%s)",
+                         (change, tenant, written))
         return WriteOutcome(True, ids)
 
     @staticmethod
@@ -279,9 +283,15 @@ class PostgresStore(SQLStore):
         return tuple(json.loads(row[0]))
 
     @staticmethod
-    def _bump(conn: Any, tenant: str) -> None:
-        conn.execute("INSERT INTO changes (tenant, counter) VALUES (%s, 1) ON CONFLICT (tenant) "
-                     "DO UPDATE SET counter = changes.counter + 1", (tenant,))
+    def _bump(conn: Any, tenant: str, removed: bool = False) -> int:
+        """The tenant's next change number, locked by this transaction until it commits
+        (so numbers follow the order in which changes become visible)."""
+        row = conn.execute(
+            "INSERT INTO changes (tenant, counter, removals) VALUES (%s, 1, %s) ON CONFLICT "
+            "(tenant) DO UPDATE SET counter = changes.counter + 1, removals = "
+            "changes.removals + EXCLUDED.removals RETURNING counter",
+            (tenant, int(removed))).fetchone()
+        return int(row[0])
 
     @staticmethod
     def _update(conn: Any, record: MemoryRecord, expected: int, vector: Vector | None,
@@ -350,7 +360,7 @@ class PostgresStore(SQLStore):
                 adds=conn.execute(f"DELETE FROM adds WHERE {where}", params).rowcount,
                 jobs=n_jobs)
             drop_scope_indexes(conn, where, params)
-            self._bump(conn, scope.tenant)
+            self._bump(conn, scope.tenant, removed=True)
             return counts
 
         try:
@@ -369,6 +379,7 @@ class PostgresStore(SQLStore):
         def reset(conn: Any) -> None:
             drop_all_indexes(conn)
             conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+            conn.execute("UPDATE changes SET counter = counter + 1, removals = removals + 1")
 
         self._retrying(reset)
         self._index.clear()

@@ -73,14 +73,18 @@ class Dialect:
     first_source: str
     """SQL of a record's first source id, as its turns' partial index has it."""
     change_mark: str | None = None
-    """SQL of one row (the sequence number of the last change to ``memories``, how many
-    removals it has seen), where a later ``changes`` starts; None for a store that cannot
-    tell what changed since a point (its indexes read again all that a query admits)."""
+    """SQL of one row for a tenant (the parameter): the number of its last change to
+    ``memories`` and how many removals the store has seen, where a later ``changes``
+    starts; None for a store that cannot tell what changed since a point (its indexes then
+    read again all that a query admits). Change numbers must follow the order in which
+    the changes became visible."""
     changed_since: str = ""
-    """The (row id) rows of ``memories`` changed after a sequence number, at most a number
-    of them (the two parameters)."""
+    """The (row id) rows of a tenant's ``memories`` changed after a change number, at most
+    a number of them (the three parameters)."""
+    change_column: str = ""
+    """The column of ``memories`` holding the number of the change that wrote the row."""
     by_change: str = ""
-    """What follows ``FROM memories m`` in a query on the rows changed after a sequence
+    """What follows ``FROM memories m`` in a query on the rows changed after a change
     number (an index hint)."""
 
 
@@ -317,25 +321,27 @@ class SQLReads:
         return self.read(f"SELECT {self.dialect.admitted} FROM memories m WHERE {where}",
                          params)
 
-    def mark(self) -> Hashable:
+    def mark(self, query: RecordQuery) -> Hashable:
         """Where the changes written after now start (None: this store cannot tell)."""
         if self.dialect.change_mark is None:
             return None
-        return tuple(self.read(self.dialect.change_mark, ())[0])
+        return tuple(self.read(self.dialect.change_mark, (query.scope.tenant,))[0])
 
     def changes(self, query: RecordQuery, since: Hashable, now: Hashable,
                 most: int) -> Delta | None:
         """The rows changed after ``since`` and, of those, what ``query`` admits now; None
         when more than ``most`` changed or rows were removed since (read all again)."""
         d = self.dialect
-        if not (isinstance(since, tuple) and isinstance(now, tuple)) or since[1] != now[1]:
+        if not (isinstance(since, tuple) and isinstance(now, tuple)) or (
+                since[1] != now[1] or now[0] < since[0]):  # rows removed, or all reset
             return None
-        changed = [r[0] for r in self.read(d.changed_since, (since[0], most + 1))]
+        tenant = query.scope.tenant
+        changed = [r[0] for r in self.read(d.changed_since, (tenant, since[0], most + 1))]
         if len(changed) > most:
             return None
         where, params = d.where(query)
         rows = self.read(f"SELECT {d.admitted} FROM memories m {d.by_change} WHERE "
-                         f"m.seq > {d.mark} AND {where}", (since[0], *params))
+                         f"m.{d.change_column} > {d.mark} AND {where}", (since[0], *params))
         return Delta(changed, rows)
 
     def load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:

@@ -140,13 +140,14 @@ def _v6(db: sqlite3.Connection) -> None:
 def _v7(db: sqlite3.Connection) -> None:
     """Each memory row carries the sequence number of the write that last changed it, so
     that a process's in-process indexes read only what changed since they were built
-    (``seq``, unique and increasing; older rows numbered in row order)."""
+    (``seq``, unique and increasing over the file; older rows numbered in row order)."""
     _run(
         db,
         """
         ALTER TABLE memories ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
         UPDATE memories SET seq = rowid;
-        CREATE INDEX memories_seq ON memories (seq)
+        CREATE INDEX memories_seq ON memories (seq);
+        CREATE INDEX memories_tenant_seq ON memories (tenant, seq)
         """,
     )
 

@@ -157,10 +157,12 @@ DIALECT = Dialect(
         "WHERE {scope} AND m.kind = ? AND m.status = ?))"),
     usage_number="json_extract(usage, '$.{key}')",
     vectors_by_rowid="SELECT memory_rowid, vec FROM memory_vectors WHERE memory_rowid {ids}",
-    change_mark=(f"SELECT (SELECT coalesce(max(seq), 0) FROM memories), (SELECT coalesce("
-                 f"max(value), '0') FROM meta WHERE key = '{REMOVALS}')"),
-    changed_since="SELECT rowid FROM memories INDEXED BY memories_seq WHERE seq > ? LIMIT ?",
-    by_change="INDEXED BY memories_seq",
+    change_mark=(f"SELECT (SELECT coalesce(max(seq), 0) FROM memories WHERE tenant = ?), "
+                 f"(SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM meta WHERE key = "
+                 f"'{REMOVALS}')"),
+    changed_since=("SELECT rowid FROM memories INDEXED BY memories_tenant_seq WHERE tenant = ? "
+                   "AND seq > ? LIMIT ?"),
+    change_column="seq", by_change="INDEXED BY memories_tenant_seq",
     vectors_by_id=("SELECT m.id, v.vec FROM memories m JOIN memory_vectors v ON "
                    "v.memory_rowid = m.rowid WHERE m.tenant = ? AND m.id {ids}"),
     first_source="json_extract(source_ids, '$[0]')",
