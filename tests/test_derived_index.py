@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -203,3 +205,40 @@ def test_a_file_written_before_rows_carried_their_change_is_searched_as_it_chang
     db.execute("PRAGMA user_version = 6")
     db.close()
     walk(lambda: SQLiteStore(path), 5, ["update", "add", "delete", "add"])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_searches_racing_writes_leave_a_store_that_ranks_as_a_fresh_one(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    if kind == "postgres":
+        from memlane.dev.postgres import fresh_database
+        from memlane.store.postgres import PostgresStore
+
+        url = fresh_database(request.getfixturevalue("postgres_server"))
+        open_store: Callable[[], Store] = lambda: PostgresStore(url)  # noqa: E731
+    else:
+        open_store = lambda: SQLiteStore(tmp_path / "race.db")  # noqa: E731
+    steps = Walk(open_store, seed=11)
+    steps.step("add")
+    stop = threading.Event()
+
+    def search(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            ranking(steps.searcher, vector(rng), text(rng))
+
+    searchers = [threading.Thread(target=search, args=(n,)) for n in range(4)]
+    for thread in searchers:
+        thread.start()
+    try:
+        for op in ["add", "add", "update", "add", "delete", "add"] * 5:
+            steps.step(op)
+    finally:
+        stop.set()
+        for thread in searchers:
+            thread.join()
+    try:
+        for _ in range(3):
+            steps.check()
+    finally:
+        steps.close()

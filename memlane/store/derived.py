@@ -213,32 +213,41 @@ class DerivedIndex:
         return hits[:limit]
 
     def admitted(self, query: RecordQuery) -> Admitted:
-        """The (row id, version) pairs a query admits, reused until the store changes."""
+        """The (row id, version) pairs a query admits, reused until the store changes.
+        What changed is read outside the lock (searches do not queue behind a database
+        round trip); a set refreshed meanwhile by another search is kept."""
+        key = self._source.admitted_key(query)
+        generation = self._source.generation(query)
         with self._lock:
-            generation = self._source.generation(query)
-            key = self._source.admitted_key(query)
             cached = self._queries.get(key)
             if cached is not None and cached.generation == generation:
                 self._queries.move_to_end(key)
                 return cached
-            entry = self._read(query, generation, cached)
-            self._queries[key] = entry
-            self._queries.move_to_end(key)
-            while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
-                self._queries.popitem(last=False)
+        mark, delta = self._read(query, cached)
+        with self._lock:
+            if isinstance(delta, Delta):
+                assert cached is not None
+                entry = self._updated(cached, delta, generation, mark)
+            else:
+                entry = _admitted(generation, mark, delta)
+            if self._queries.get(key) is cached:
+                self._queries[key] = entry
+                self._queries.move_to_end(key)
+                while sum(len(e.ids) for e in self._queries.values()) > self._query_cache_rows:
+                    self._queries.popitem(last=False)
             return entry
 
-    def _read(self, query: RecordQuery, generation: Hashable,
-              cached: Admitted | None) -> Admitted:
-        """The rows ``query`` admits now: what changed since ``cached`` applied to it, or
-        (the first time, or when the source cannot tell) all of them read again."""
+    def _read(self, query: RecordQuery,
+              cached: Admitted | None) -> tuple[Hashable, Delta | Sequence[Sequence[Any]]]:
+        """Where the source's changes stand now, and what changed since ``cached`` or (the
+        first time, or when the source cannot tell) every row the query admits."""
         mark = self._source.mark(query)
         if cached is not None and cached.mark is not None:
             delta = self._source.changes(query, cached.mark, mark,
                                          max(1_000, len(cached.ids) // 4))
             if delta is not None:
-                return self._updated(cached, delta, generation, mark)
-        return _admitted(generation, mark, self._source.admitted_rows(query))
+                return mark, delta
+        return mark, self._source.admitted_rows(query)
 
     def _updated(self, cached: Admitted, delta: Delta, generation: Hashable,
                  mark: Hashable) -> Admitted:
