@@ -8,7 +8,8 @@ For each store (a SQLite file; PostgreSQL from memlane.dev.postgres), on loopbac
 ``memlane serve`` runs as a subprocess on a free port (keys on, rate limit off, the real
 MiniLM embedder) over a store preloaded with ``--memories`` memories in each of
 ``--scopes`` scopes (written through the store with their real embeddings, as the other
-benchmarks load their synthetic corpus). Then ``--clients`` threads, each with its own
+benchmarks load their synthetic corpus; PostgreSQL then gathers its table statistics).
+Then ``--clients`` threads, each with its own
 HTTP connection, send 80% searches and 20% adds for ``--seconds``:
 
 - steady: throughput, p50/p95/p99 latency per operation, errors, and afterwards every
@@ -97,7 +98,19 @@ def preload(location: str, memories: int, scopes: int, embedder: str) -> str:
         store.put_key(key)
     finally:
         store.close()
+    if location.startswith("postgresql"):
+        analyze(location)
     return token
+
+
+def analyze(url: str) -> None:
+    """Table statistics for the preloaded rows, as autovacuum would soon gather them (right
+    after a bulk load the planner has none, and picks scans that a served database
+    would not)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def user_id(index: int) -> str:
