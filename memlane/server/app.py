@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..errors import MemlaneError
 from . import errors
-from .cpu import one_blas_thread
 from .guard import Guard
 from .jobs import JobRunner
 from .limits import BodyLimit
@@ -46,9 +45,8 @@ def create_app(settings: Settings) -> FastAPI:
         if runner is not None:
             runner.start()
         try:
-            with one_blas_thread():
-                async with mcp_sessions():
-                    yield
+            async with mcp_sessions():
+                yield
         finally:
             if runner is not None:
                 await run_in_threadpool(runner.stop)
