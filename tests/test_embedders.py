@@ -81,11 +81,14 @@ def test_token_counter_is_offline_and_plausible() -> None:
     assert 8 <= count_tokens("The quick brown fox jumps over the lazy dog.") <= 12
 
 
-class Slow(FakeEmbedder):
+class Slow(Embedder):
     """The test embedder, each model call taking a while and recorded (its texts)."""
+
+    model_id, dim = "slow-fake", 64
 
     def __init__(self, fail_on: str | None = None) -> None:
         super().__init__(cache_size=0)
+        self.inner = FakeEmbedder(cache_size=0)
         self.calls: list[list[str]] = []
         self.fail_on = fail_on
         self.lock = threading.Lock()
@@ -96,7 +99,7 @@ class Slow(FakeEmbedder):
         time.sleep(0.02)
         if self.fail_on in texts:
             raise ModelError("the model broke on a text")
-        return super()._embed(texts, kind)
+        return self.inner.embed(texts, kind)
 
 
 def ask_together(embedder: Embedder, asks: list[list[str]]) -> list[Matrix | Exception]:
@@ -121,7 +124,7 @@ def test_small_requests_at_once_share_model_calls_and_get_their_own_vectors() ->
     alone = FakeEmbedder()
     for texts, answer in zip(asks, answers, strict=True):
         assert isinstance(answer, np.ndarray)
-        np.testing.assert_array_equal(answer, alone.embed(texts, "query"))
+        np.testing.assert_allclose(answer, alone.embed(texts, "query"), atol=1e-6)
     assert sorted(t for call in embedder.calls for t in call) == sorted(
         t for texts in asks for t in texts)  # every text computed once
     assert len(embedder.calls) < len(asks) / 3  # while one call ran, the others queued
