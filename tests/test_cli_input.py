@@ -243,3 +243,26 @@ def test_serve_accepts_the_edges_of_each_option() -> None:
         0, 1, 1, 0.0, 1, 0.0)
     assert build_parser().parse_args(["serve", "--port", "65535", "--rate", "0.5"]).rate == 0.5
 
+
+# --- commands that work on a store, not through a server ---------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["--db", "http://127.0.0.1:1", "keys", "list"],
+    ["--db", "https://memory.example", "keys", "create", "--tenant", "acme"],
+    ["--db", "HTTP://127.0.0.1:1", "keys", "revoke", "01ABC"],
+    ["migrate", "--from", "http://127.0.0.1:1", "--to", "copy.db"],
+    ["migrate", "--from", "store.db", "--to", "https://memory.example"],
+    ["--db", "http://127.0.0.1:1", "migrate", "--from", "store.db", "--to", "copy.db"],
+    ["--db", "http://127.0.0.1:1", "serve", "--port", "0"],
+])
+def test_keys_and_migrate_say_they_work_on_a_store_not_a_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    run(tmp_path / "store.db", "add", "x", "--user", "alice")
+    before = _digest(tmp_path / "store.db")
+    done = run_bytes(*args)
+    err = done.stderr.decode()
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "a server" in err and "file or a PostgreSQL URL" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
+    assert _digest(tmp_path / "store.db") == before

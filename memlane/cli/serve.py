@@ -17,7 +17,7 @@ from ..errors import UsageError, missing_extra
 from ..memory import Memory
 from ..read.search import RETRIEVER_THREADS
 from ..store import open_store
-from .opening import embedder_name, make_embedder, make_llm, store_location
+from .opening import embedder_name, make_embedder, make_llm, own_store, store_location
 from .parser import at_least, between, number_at_least
 
 DEFAULT_PORT = 8420
@@ -45,7 +45,7 @@ def pool_size(threads: int) -> int:
 
 
 def _open_memory(args: argparse.Namespace, connections: int) -> Memory:
-    location = store_location(args)
+    location = own_store(store_location(args), "serve", "--db" if args.db else "MEMLANE_DB")
     name = embedder_name(args)
     store = open_store(location, read_only=args.read_only, connections=connections)
     try:
