@@ -22,6 +22,8 @@ from ..errors import UsageError
 from ..memory import Memory
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
+EXIT_BROKEN_PIPE = 128 + 13
+"""A reader that closed the output pipe: the status of a process ended by SIGPIPE."""
 EMBEDDERS = ("minilm", "fake")
 SCOPE_FLAGS = "--user, --agent, --session"
 
