@@ -153,6 +153,49 @@ def test_a_read_only_key_gets_tools_that_only_read(served: Served) -> None:
     run(scenario)
 
 
+def open_session(served: Served, who: str, **extra: str) -> str:
+    """A session opened by the raw requests of any MCP client; its id."""
+    opened = initialize(served, served.headers(who, **extra))
+    assert opened.status_code == 200, opened.text
+    session_id = opened.headers["mcp-session-id"]
+    ready = post_in(served, session_id, who, {"jsonrpc": "2.0",
+                                              "method": "notifications/initialized"}, **extra)
+    assert ready.status_code == 202, ready.text
+    return session_id
+
+
+def post_in(served: Served, session_id: str, who: str, message: dict[str, Any],
+            **extra: str) -> httpx.Response:
+    headers = {**MCP_HEADERS, **served.headers(who, **extra), "mcp-session-id": session_id,
+               "mcp-protocol-version": HELLO["params"]["protocolVersion"]}  # type: ignore
+    with served.server.client() as c:
+        return c.post("/mcp", json=message, headers=headers)
+
+
+LIST_CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+             "params": {"name": "list_memories", "arguments": {}}}
+
+
+def test_a_session_answers_only_the_key_that_opened_it(served: Served) -> None:
+    """Another key (another tenant's, or another of the same tenant, allowed to act for the
+    same user) is answered as if the session did not exist; the session goes on."""
+    session_id = open_session(served, "alice")
+    for who in ("globex", "pair", "tenant"):
+        used = post_in(served, session_id, who, LIST_CALL, **{"X-Memlane-User": "alice"})
+        assert used.status_code == 404, (who, used.text)
+        assert "memories" not in used.text
+        with served.server.client() as c:
+            ended = c.delete("/mcp", headers={**served.headers(who, **{"X-Memlane-User":
+                                                                       "alice"}),
+                                              "mcp-session-id": session_id})
+        assert ended.status_code == 404, (who, ended.text)
+    own = post_in(served, session_id, "alice", LIST_CALL)
+    assert own.status_code == 200 and '"memories"' in own.text, own.text
+    other = open_session(served, "globex")
+    assert post_in(served, other, "alice", LIST_CALL).status_code == 404
+    assert post_in(served, other, "globex", LIST_CALL).status_code == 200
+
+
 def test_another_host_name_is_refused_unless_allowed(tmp_path: Path) -> None:
     location = str(tmp_path / "hosts.db")
     open_store(location).close()
