@@ -114,6 +114,9 @@ async def _every_tool(db: Path) -> None:
         second = await call(s, "list_memories", limit=2, offset=2)
         assert first.structured_content["next_offset"] == 2  # type: ignore[index]
         assert second.structured_content["next_offset"] is None  # type: ignore[index]
+        whole = await call(s, "list_memories", limit=3)  # a full page, and nothing after
+        assert whole.structured_content["next_offset"] is None  # type: ignore[index]
+        assert "more:" not in text_of(whole)
         texts = [m["text"] for r in (first, second)
                  for m in r.structured_content["memories"]]  # type: ignore[index]
         assert texts == ["I moved to Lisbon in March.", "I am allergic to peanuts.",

@@ -196,6 +196,33 @@ def test_a_session_answers_only_the_key_that_opened_it(served: Served) -> None:
     assert post_in(served, other, "globex", LIST_CALL).status_code == 200
 
 
+def test_list_pages_end_where_the_memories_do_like_rest(served: Served) -> None:
+    """``next_offset`` is null when no memory follows, even when the last page is full;
+    the pages are those of ``GET /v1/memories``."""
+    headers = served.headers("tenant", **{"X-Memlane-User": "pager"})
+
+    async def scenario() -> None:
+        async with session(served.server.url + "/mcp", headers) as s:
+            for n in range(3):
+                await call(s, "add_memory", text=f"page fact {n}")
+            pages = {(limit, offset): (await call(s, "list_memories", limit=limit,
+                                                  offset=offset)).structured_content
+                     for limit, offset in ((3, 0), (2, 0), (2, 2), (1, 2), (5, 3))}
+            assert pages[3, 0]["next_offset"] is None  # type: ignore[index]
+            assert pages[2, 0]["next_offset"] == 2  # type: ignore[index]
+            assert pages[2, 2]["next_offset"] is None  # type: ignore[index]
+            assert pages[1, 2]["next_offset"] is None  # type: ignore[index]
+            assert pages[5, 3] == {**pages[5, 3], "memories": [], "next_offset": None}
+            with served.server.client(served.keys["tenant"]) as rest:
+                for (limit, offset), page in pages.items():
+                    listed = rest.get("/v1/memories", params={
+                        "user_id": "pager", "limit": limit, "offset": offset}).json()
+                    assert [m["id"] for m in listed["memories"]] == [
+                        m["id"] for m in page["memories"]]  # type: ignore[index]
+
+    run(scenario)
+
+
 def test_another_host_name_is_refused_unless_allowed(tmp_path: Path) -> None:
     location = str(tmp_path / "hosts.db")
     open_store(location).close()

@@ -125,7 +125,10 @@ class Tools:
         b = self._bound(ctx)
         with _answering():
             found = b.memory.get_all(**b.scope, kinds=kinds, limit=limit, offset=offset)
-        return render.page(found, offset, limit)
+            # a full page announces the next one only when a memory follows it
+            more = len(found) == limit and bool(b.memory.get_all(
+                **b.scope, kinds=kinds, limit=1, offset=offset + limit))
+        return render.page(found, offset, more)
 
     def get_memory(self, ctx: Context, memory_id: MemoryId) -> Annotated[CallToolResult, OneOut]:
         b = self._bound(ctx)
