@@ -22,6 +22,7 @@ HELLO = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
          "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                     "clientInfo": {"name": "test", "version": "1"}}}
 MCP_HEADERS = {"accept": "application/json, text/event-stream"}
+WRITE_TOOLS = {"add_memory", "update_memory", "delete_memory"}
 
 
 @dataclass
@@ -144,6 +145,8 @@ def test_a_read_only_key_gets_tools_that_only_read(served: Served) -> None:
         async with session(url, served.headers("alice")) as alice:
             await call(alice, "add_memory", text="alice likes green tea")
         async with session(url, served.headers("reader")) as reader:
+            listed = {t.name for t in (await reader.list_tools()).tools}
+            assert listed == TOOLS - WRITE_TOOLS
             assert "read-only" in await fails(reader, "add_memory", text="more")
             found = await call(reader, "search_memory", query="green tea")
             hit = found.structured_content["hits"][0]  # type: ignore[index]
