@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -453,3 +454,22 @@ def test_import_into_another_tenant_of_the_same_store(db: Path, tmp_path: Path) 
     assert again["restored"] == {"messages": 0, "memories": 0}
     assert again["skipped"] == {"messages": 1, "memories": 2}
     assert out(run(db, "list", "--user", "alice"))[0]["id"] == first["id"]
+
+
+@pytest.mark.parametrize("args", [["keys", "list"], ["list", "--user", "alice"],
+                                  ["export"], ["list", "--user", "alice", "--table"]])
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(db: Path,
+                                                                 args: list[str]) -> None:
+    """``memlane ... | head -1`` with ``head`` gone before the first line is written: no
+    traceback, and the exit status of a command ended by SIGPIPE (128 + 13)."""
+    run(db, "add", "hello there", "--user", "alice")
+    plain("keys", "create", "--db", str(db), "--tenant", "acme")
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone
+    try:
+        done = subprocess.run([SCRIPT, "--db", str(db), "--quiet", *args], stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              env=env_with(MEMLANE_EMBEDDER="fake"))
+    finally:
+        os.close(writer)
+    assert done.stderr == "" and done.returncode == 141, (done.returncode, done.stderr)

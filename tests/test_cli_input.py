@@ -203,3 +203,66 @@ def test_import_of_an_export_with_a_broken_escape_is_refused(db: Path, tmp_path:
     export.write_text('{"type": "header", "format": "memlane-export", "version": 1, '
                       '"tenant": "default"}\n{"type": "message", "content": "bad \\ud800"}\n')
     assert "line 2 is not valid Unicode" in fails(db, "import", str(export))
+
+
+# --- memlane serve: options checked before anything starts -------------------------------
+
+BAD_SERVE_OPTIONS = [
+    ("--threads", "0", "at least 1"), ("--threads", "-2", "at least 1"),
+    ("--max-body", "-1", "at least 1"), ("--max-body", "0", "at least 1"),
+    ("--port", "-1", "0 to 65535"), ("--port", "65536", "0 to 65535"),
+    ("--rate", "-1", "at least 0"), ("--rate", "nan", "finite"), ("--rate", "inf", "finite"),
+    ("--burst", "0", "at least 1"), ("--burst", "-5", "at least 1"),
+    ("--grace", "-1", "at least 0"), ("--grace", "nan", "finite"),
+    ("--grace", "inf", "finite"), ("--threads", "two", "not an integer"),
+    ("--rate", "fast", "not a number"),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "why"), BAD_SERVE_OPTIONS)
+def test_serve_refuses_a_bad_option_before_it_starts(tmp_path: Path, option: str, value: str,
+                                                     why: str) -> None:
+    store = tmp_path / "never.db"
+    done = subprocess.run([SCRIPT, "--db", str(store), "serve", "--port", "0",
+                           f"{option}={value}"], capture_output=True, text=True, timeout=60,
+                          env=env_with(MEMLANE_EMBEDDER="fake"))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    err = done.stderr
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith(f"memlane serve: error: argument {option}: ") and why in err, err
+    assert not store.exists()  # nothing opened, nothing listened
+
+
+def test_serve_accepts_the_edges_of_each_option() -> None:
+    from memlane.cli.main import build_parser
+
+    edges = ["serve", "--port", "0", "--threads", "1", "--max-body", "1", "--rate", "0",
+             "--burst", "1", "--grace", "0"]
+    args = build_parser().parse_args(edges)
+    assert (args.port, args.threads, args.max_body, args.rate, args.burst, args.grace) == (
+        0, 1, 1, 0.0, 1, 0.0)
+    assert build_parser().parse_args(["serve", "--port", "65535", "--rate", "0.5"]).rate == 0.5
+
+
+# --- commands that work on a store, not through a server ---------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["--db", "http://127.0.0.1:1", "keys", "list"],
+    ["--db", "https://memory.example", "keys", "create", "--tenant", "acme"],
+    ["--db", "HTTP://127.0.0.1:1", "keys", "revoke", "01ABC"],
+    ["migrate", "--from", "http://127.0.0.1:1", "--to", "copy.db"],
+    ["migrate", "--from", "store.db", "--to", "https://memory.example"],
+    ["--db", "http://127.0.0.1:1", "migrate", "--from", "store.db", "--to", "copy.db"],
+    ["--db", "http://127.0.0.1:1", "serve", "--port", "0"],
+])
+def test_keys_and_migrate_say_they_work_on_a_store_not_a_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    run(tmp_path / "store.db", "add", "x", "--user", "alice")
+    before = _digest(tmp_path / "store.db")
+    done = run_bytes(*args)
+    err = done.stderr.decode()
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "a server" in err and "file or a PostgreSQL URL" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
+    assert _digest(tmp_path / "store.db") == before

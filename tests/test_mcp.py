@@ -114,6 +114,9 @@ async def _every_tool(db: Path) -> None:
         second = await call(s, "list_memories", limit=2, offset=2)
         assert first.structured_content["next_offset"] == 2  # type: ignore[index]
         assert second.structured_content["next_offset"] is None  # type: ignore[index]
+        whole = await call(s, "list_memories", limit=3)  # a full page, and nothing after
+        assert whole.structured_content["next_offset"] is None  # type: ignore[index]
+        assert "more:" not in text_of(whole)
         texts = [m["text"] for r in (first, second)
                  for m in r.structured_content["memories"]]  # type: ignore[index]
         assert texts == ["I moved to Lisbon in March.", "I am allergic to peanuts.",
@@ -252,8 +255,11 @@ def test_bad_input_and_unknown_ids_are_tool_errors_with_a_reason(tmp_path: Path)
 async def _read_only(db: Path) -> None:
     async with connect(db, "--user", "alice") as s:
         await call(s, "add_memory", text="alice likes tea")
-    async with connect(db, "--user", "alice", options=("--read-only",)) as s:
+    async with connect(db, "--user", "alice", "--allow-erase", options=("--read-only",)) as s:
+        listed = {t.name for t in (await s.list_tools()).tools}
+        assert listed == TOOLS - {"add_memory", "update_memory", "delete_memory"}
         assert "read-only" in await fails(s, "add_memory", text="more")
+        assert "read-only" in await fails(s, "erase_all_memories", confirm=True)
         found = await call(s, "search_memory", query="tea")
         assert len(found.structured_content["hits"]) == 1  # type: ignore[index]
 

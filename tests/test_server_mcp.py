@@ -22,6 +22,7 @@ HELLO = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
          "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                     "clientInfo": {"name": "test", "version": "1"}}}
 MCP_HEADERS = {"accept": "application/json, text/event-stream"}
+WRITE_TOOLS = {"add_memory", "update_memory", "delete_memory"}
 
 
 @dataclass
@@ -144,11 +145,83 @@ def test_a_read_only_key_gets_tools_that_only_read(served: Served) -> None:
         async with session(url, served.headers("alice")) as alice:
             await call(alice, "add_memory", text="alice likes green tea")
         async with session(url, served.headers("reader")) as reader:
+            listed = {t.name for t in (await reader.list_tools()).tools}
+            assert listed == TOOLS - WRITE_TOOLS
             assert "read-only" in await fails(reader, "add_memory", text="more")
             found = await call(reader, "search_memory", query="green tea")
             hit = found.structured_content["hits"][0]  # type: ignore[index]
             assert "read-only" in await fails(reader, "delete_memory", memory_id=hit["id"])
             await call(reader, "get_memory", memory_id=hit["id"])
+
+    run(scenario)
+
+
+def open_session(served: Served, who: str, **extra: str) -> str:
+    """A session opened by the raw requests of any MCP client; its id."""
+    opened = initialize(served, served.headers(who, **extra))
+    assert opened.status_code == 200, opened.text
+    session_id = opened.headers["mcp-session-id"]
+    ready = post_in(served, session_id, who, {"jsonrpc": "2.0",
+                                              "method": "notifications/initialized"}, **extra)
+    assert ready.status_code == 202, ready.text
+    return session_id
+
+
+def post_in(served: Served, session_id: str, who: str, message: dict[str, Any],
+            **extra: str) -> httpx.Response:
+    headers = {**MCP_HEADERS, **served.headers(who, **extra), "mcp-session-id": session_id,
+               "mcp-protocol-version": HELLO["params"]["protocolVersion"]}  # type: ignore
+    with served.server.client() as c:
+        return c.post("/mcp", json=message, headers=headers)
+
+
+LIST_CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+             "params": {"name": "list_memories", "arguments": {}}}
+
+
+def test_a_session_answers_only_the_key_that_opened_it(served: Served) -> None:
+    """Another key (another tenant's, or another of the same tenant, allowed to act for the
+    same user) is answered as if the session did not exist; the session goes on."""
+    session_id = open_session(served, "alice")
+    for who in ("globex", "pair", "tenant"):
+        used = post_in(served, session_id, who, LIST_CALL, **{"X-Memlane-User": "alice"})
+        assert used.status_code == 404, (who, used.text)
+        assert "memories" not in used.text
+        with served.server.client() as c:
+            ended = c.delete("/mcp", headers={**served.headers(who, **{"X-Memlane-User":
+                                                                       "alice"}),
+                                              "mcp-session-id": session_id})
+        assert ended.status_code == 404, (who, ended.text)
+    own = post_in(served, session_id, "alice", LIST_CALL)
+    assert own.status_code == 200 and '"memories"' in own.text, own.text
+    other = open_session(served, "globex")
+    assert post_in(served, other, "alice", LIST_CALL).status_code == 404
+    assert post_in(served, other, "globex", LIST_CALL).status_code == 200
+
+
+def test_list_pages_end_where_the_memories_do_like_rest(served: Served) -> None:
+    """``next_offset`` is null when no memory follows, even when the last page is full;
+    the pages are those of ``GET /v1/memories``."""
+    headers = served.headers("tenant", **{"X-Memlane-User": "pager"})
+
+    async def scenario() -> None:
+        async with session(served.server.url + "/mcp", headers) as s:
+            for n in range(3):
+                await call(s, "add_memory", text=f"page fact {n}")
+            pages = {(limit, offset): (await call(s, "list_memories", limit=limit,
+                                                  offset=offset)).structured_content
+                     for limit, offset in ((3, 0), (2, 0), (2, 2), (1, 2), (5, 3))}
+            assert pages[3, 0]["next_offset"] is None  # type: ignore[index]
+            assert pages[2, 0]["next_offset"] == 2  # type: ignore[index]
+            assert pages[2, 2]["next_offset"] is None  # type: ignore[index]
+            assert pages[1, 2]["next_offset"] is None  # type: ignore[index]
+            assert pages[5, 3] == {**pages[5, 3], "memories": [], "next_offset": None}
+            with served.server.client(served.keys["tenant"]) as rest:
+                for (limit, offset), page in pages.items():
+                    listed = rest.get("/v1/memories", params={
+                        "user_id": "pager", "limit": limit, "offset": offset}).json()
+                    assert [m["id"] for m in listed["memories"]] == [
+                        m["id"] for m in page["memories"]]  # type: ignore[index]
 
     run(scenario)
 

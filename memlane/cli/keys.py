@@ -17,12 +17,13 @@ from ..memory import Memory
 from ..serialize import key_to_dict
 from ..store import Store, open_store
 from ..timeutil import utcnow
-from .opening import store_location
+from .opening import own_store, store_location
 from .output import render_json, render_table
 
 
 def _store(args: argparse.Namespace, *, write: bool) -> Store:
-    return open_store(store_location(args), read_only=not write and args.read_only, create=write)
+    location = own_store(store_location(args), "keys", "--db" if args.db else "MEMLANE_DB")
+    return open_store(location, read_only=not write and args.read_only, create=write)
 
 
 def _tenant(args: argparse.Namespace) -> str | None:

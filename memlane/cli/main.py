@@ -5,7 +5,9 @@ written); this module opens the store, runs the command and turns errors into ex
 
 Exit codes: 0 success, 1 run-time failure (for ``forget``, also an erasure left pending by
 another connection's reader: the counts are printed first), 2 invalid input or usage,
-3 not found, 4 conflict (retry). Settings come from flags, then the environment (``MEMLANE_DB``,
+3 not found, 4 conflict (retry), and 141 (128 + SIGPIPE, the status of a command the signal
+ended), quietly, when the reader of the output went away first (``memlane keys list |
+head -1``). Settings come from flags, then the environment (``MEMLANE_DB``,
 ``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``; for the LLM ``MEMLANE_LLM_MODEL``,
 ``MEMLANE_LLM_BASE_URL`` and ``MEMLANE_LLM_API_KEY`` or ``OPENAI_API_KEY``; for a server given
 as ``--db http(s)://...``, ``MEMLANE_API_KEY``), then defaults.
@@ -25,6 +27,7 @@ from . import commands, demo, evaluate, keys, mcp, serve, tools
 from .opening import open_memory
 from .output import render_json, render_table
 from .parser import (
+    EXIT_BROKEN_PIPE,
     EXIT_CONFLICT,
     EXIT_FAILURE,
     EXIT_NOT_FOUND,
@@ -53,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        return _run(args)
+    except BrokenPipeError:  # the reader of the output went away (``| head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         if getattr(args, "no_store", False):
             args.handler(None, args)
             return EXIT_OK
@@ -68,20 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, EXIT_CONFLICT)
     except MemlaneError as exc:
         return _fail(exc, EXIT_FAILURE)
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         return _fail(exc, EXIT_FAILURE)
     if result is not None:
-        return _emit(getattr(args, "render", render_table)(result) if args.table
-                     else render_json(result))
-    return EXIT_OK
-
-
-def _emit(text: str) -> int:
-    """Print the result; a reader that stopped early (``| head``) is not an error."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        print(getattr(args, "render", render_table)(result) if args.table
+              else render_json(result), flush=True)
     return EXIT_OK
 
 

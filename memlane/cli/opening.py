@@ -34,13 +34,28 @@ def store_location(args: argparse.Namespace) -> str:
     return str(args.db or os.environ.get("MEMLANE_DB") or default_location())
 
 
+def is_server(location: str) -> bool:
+    """Whether ``location`` names a memlane server (http(s)://) rather than a store."""
+    return location.lower().startswith(("http://", "https://"))
+
+
+def own_store(location: str, command: str, given_as: str = "--db") -> str:
+    """``location``, for a command that opens the store itself (``keys``, ``migrate``,
+    ``serve``): a server's URL is refused, saying what to give instead."""
+    if is_server(location):
+        raise UsageError(f"{command} works on a store (a SQLite file or a PostgreSQL "
+                         f"URL), not through a server: {given_as} {location} is a server; "
+                         "give the store it serves")
+    return location
+
+
 def open_memory(args: argparse.Namespace, temporary: Path | None = None) -> Memory:
     """The store the command works on; evaluations get a fresh one in ``temporary``."""
     location = (str(temporary / "eval.db") if temporary is not None
                 else store_location(args))
     tenant = (args.tenant if args.tenant is not None
               else os.environ.get("MEMLANE_TENANT") or "default")
-    if location.lower().startswith(("http://", "https://")):  # a server: its key's tenant
+    if is_server(location):  # a server: its key's tenant
         return Memory(location, tenant=tenant, api_key=args.api_key, read_only=args.read_only)
     return Memory(location, embedder=make_embedder(embedder_name(args)), tenant=tenant,
                   llm=make_llm(scripted=getattr(args, "scripted_llm", False)),

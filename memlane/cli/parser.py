@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn, TypedDict
 
@@ -21,6 +22,8 @@ from ..errors import UsageError
 from ..memory import Memory
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
+EXIT_BROKEN_PIPE = 128 + 13
+"""A reader that closed the output pipe: the status of a process ended by SIGPIPE."""
 EMBEDDERS = ("minilm", "fake")
 SCOPE_FLAGS = "--user, --agent, --session"
 
@@ -139,16 +142,50 @@ def json_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+
+
 def at_least(minimum: int) -> Callable[[str], int]:
     """An argument type: an integer no smaller than ``minimum``."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+        value = _integer(text)
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def between(low: int, high: int) -> Callable[[str], int]:
+    """An argument type: an integer from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
+def number_at_least(minimum: float) -> Callable[[str], float]:
+    """An argument type: a finite number no smaller than ``minimum`` (not NaN, not
+    infinity)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, not {value:g}")
         return value
 
     return parse

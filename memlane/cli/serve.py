@@ -17,7 +17,8 @@ from ..errors import UsageError, missing_extra
 from ..memory import Memory
 from ..read.search import RETRIEVER_THREADS
 from ..store import open_store
-from .opening import embedder_name, make_embedder, make_llm, store_location
+from .opening import embedder_name, make_embedder, make_llm, own_store, store_location
+from .parser import at_least, between, number_at_least
 
 DEFAULT_PORT = 8420
 
@@ -44,7 +45,7 @@ def pool_size(threads: int) -> int:
 
 
 def _open_memory(args: argparse.Namespace, connections: int) -> Memory:
-    location = store_location(args)
+    location = own_store(store_location(args), "serve", "--db" if args.db else "MEMLANE_DB")
     name = embedder_name(args)
     store = open_store(location, read_only=args.read_only, connections=connections)
     try:
@@ -100,20 +101,20 @@ def register(sub: Any) -> None:
                         description="Serve the store over HTTP (docs/server.md).")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on "
                     "(default: 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=DEFAULT_PORT,
+    sp.add_argument("--port", type=between(0, 65535), default=DEFAULT_PORT,
                     help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
     sp.add_argument("--no-auth", action="store_true", help="serve --tenant without keys "
                     "(only on a loopback address)")
-    sp.add_argument("--max-body", type=int, default=2 * 1024 * 1024,
+    sp.add_argument("--max-body", type=at_least(1), default=2 * 1024 * 1024,
                     help="largest request body in bytes (default: 2 MiB)")
-    sp.add_argument("--rate", type=float, default=100.0,
+    sp.add_argument("--rate", type=number_at_least(0), default=100.0,
                     help="requests per second per key (default: 100; 0: no limit)")
-    sp.add_argument("--burst", type=int, default=200,
+    sp.add_argument("--burst", type=at_least(1), default=200,
                     help="requests a key may make at once (default: 200)")
-    sp.add_argument("--threads", type=int, default=8,
+    sp.add_argument("--threads", type=at_least(1), default=8,
                     help="requests served at once (default: 8)")
-    sp.add_argument("--grace", type=float, default=30.0, help="seconds to finish the "
-                    "requests in flight at shutdown (default: 30)")
+    sp.add_argument("--grace", type=number_at_least(0), default=30.0, help="seconds to "
+                    "finish the requests in flight at shutdown (default: 30; 0: none)")
     sp.add_argument("--log-level", default="info",
                     choices=("critical", "error", "warning", "info", "debug"),
                     help="how much the server logs (default: info)")

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..memory import Memory
+from .opening import own_store
 from .output import render_json
 from .parser import Subparsers
 
@@ -35,6 +36,10 @@ def cmd_migrate(mem: Memory | None, a: argparse.Namespace) -> Any:
     from ..exchange.migrate import migrate
     from ..store import open_store
 
+    if getattr(a, "db", None):  # a global option: migrate takes its stores from --from, --to
+        own_store(a.db, "migrate")
+    own_store(a.source, "migrate", "--from")
+    own_store(a.target, "migrate", "--to")
     source = open_store(a.source, create=False)
     try:
         target = open_store(a.target)

@@ -1,11 +1,11 @@
 """What a tool call may touch, and how a transport says so.
 
-A ``Resolver`` is called once per tool call with the HTTP request that carried it (``None``
-over stdio) and returns the ``Binding`` of that call. Over stdio it is ``fixed``: the scope
-came from the command line. Over HTTP the host reads the principal its authentication put
-on the request (``request.state``, after checking an API key) and returns that key's
-tenant and scope, so every call is bound by the credential it arrived with, not by the MCP
-session it belongs to.
+A ``Resolver`` is called once per tool call (and per listing of the tools) with the HTTP
+request that carried it (``None`` over stdio) and returns the ``Binding`` of that call.
+Over stdio it is ``fixed``: the scope came from the command line. Over HTTP the host reads
+the principal its authentication put on the request (``request.state``, after checking an
+API key) and returns that key's tenant and scope, so every call is bound by the credential
+it arrived with (``memlane serve`` also binds each session to the key that opened it).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ class Binding:
     """A ``Memory`` already bound to a tenant (``Memory.for_tenant``) and one scope in it.
 
     At least one of ``user_id``, ``agent_id`` and ``session_id`` must be set: an MCP caller
-    never sees a whole tenant. ``read_only`` refuses every write tool; ``actor`` is written
-    into the history of the memories the tools change.
+    never sees a whole tenant. ``read_only`` leaves the write tools out of the tool list
+    and refuses them; ``actor`` is written into the history of the memories the tools
+    change.
     """
 
     memory: Memory

@@ -41,7 +41,7 @@ LIST = (
     "List the memories stored in this scope, oldest first, one page at a time (limit, "
     "offset). Use it to review or audit everything remembered, not to answer a question "
     "(search_memory ranks by relevance). Returns the memories with their ids, and the "
-    "offset of the next page when there is one."
+    "offset of the next page, or null when no memory follows."
 )
 GET = (
     "Fetch one memory by its id: its full text, kind, status, version, when it was said, "

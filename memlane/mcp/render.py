@@ -77,8 +77,8 @@ class MemoriesOut(BaseModel):
 
 
 class PageOut(MemoriesOut):
-    next_offset: int | None = Field(description="offset of the next page; null once a page comes "
-                                         "back short (the end)")
+    next_offset: int | None = Field(description="offset of the next page; null when no memory "
+                                         "follows this page")
 
 
 class OneOut(BaseModel):
@@ -152,8 +152,8 @@ def memories(records: list[MemoryRecord], about: str) -> CallToolResult:
     return result(block(about, map(memory_line, records)), out)
 
 
-def page(records: list[MemoryRecord], offset: int, limit: int) -> CallToolResult:
-    following = offset + len(records) if len(records) == limit else None
+def page(records: list[MemoryRecord], offset: int, has_more: bool) -> CallToolResult:
+    following = offset + len(records) if has_more else None
     out = PageOut(memories=[memory_out(r) for r in records], next_offset=following)
     about = (f"Memories {offset + 1} to {offset + len(records)}, oldest first." if records
              else "No memories at this offset.")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import anyio.to_thread
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
@@ -125,7 +127,10 @@ class Tools:
         b = self._bound(ctx)
         with _answering():
             found = b.memory.get_all(**b.scope, kinds=kinds, limit=limit, offset=offset)
-        return render.page(found, offset, limit)
+            # a full page announces the next one only when a memory follows it
+            more = len(found) == limit and bool(b.memory.get_all(
+                **b.scope, kinds=kinds, limit=1, offset=offset + limit))
+        return render.page(found, offset, more)
 
     def get_memory(self, ctx: Context, memory_id: MemoryId) -> Annotated[CallToolResult, OneOut]:
         b = self._bound(ctx)
@@ -170,6 +175,29 @@ class Tools:
         return render.erased(counts)
 
 
+class HideWrites:
+    """Middleware of the server: the tool list of a read-only binding leaves out the tools
+    that write (a call to one is still refused, saying the connection is read-only)."""
+
+    def __init__(self, resolver: Resolver, writes: frozenset[str]) -> None:
+        self._resolver, self._writes = resolver, writes
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any],
+                       call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method != "tools/list" or not isinstance(result, dict):
+            return result
+        request = ctx.request if isinstance(ctx.request, Request) else None
+        try:
+            binding = await anyio.to_thread.run_sync(self._resolver, request)
+        except MemlaneError:  # the calls will say why; the list is not the place
+            return result
+        if not binding.read_only:
+            return result
+        return {**result, "tools": [t for t in result.get("tools", [])
+                                    if t.get("name") not in self._writes]}
+
+
 def _catalog(tools: Tools) -> list[tuple[Callable[..., Any], str, ToolAnnotations]]:
     return [
         (tools.add_memory, say.ADD, WRITE),
@@ -192,12 +220,14 @@ def build_server(resolver: Resolver, *, allow_erase: bool = False,
     ``server.streamable_http_app(streamable_http_path="/")`` in an ASGI app whose lifespan
     runs ``server.session_manager.run()``.
     """
-    server: MCPServer = MCPServer(name, instructions=say.INSTRUCTIONS, version=__version__,
-                                  log_level="WARNING")
     tools = Tools(resolver)
     catalog = _catalog(tools)
     if allow_erase:
         catalog.append((tools.erase_all_memories, say.ERASE, REMOVE))
+    writes = frozenset(fn.__name__ for fn, _, hints in catalog if not hints.read_only_hint)
+    server: MCPServer = MCPServer(name, instructions=say.INSTRUCTIONS, version=__version__,
+                                  log_level="WARNING",
+                                  middleware=[HideWrites(resolver, writes)])
     for fn, description, hints in catalog:
         server.add_tool(fn, description=description, annotations=hints)
     return server

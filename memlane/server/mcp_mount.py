@@ -12,8 +12,10 @@ chosen by the key or by the connection's headers, never by the model:
 - a key of several users without ``X-Memlane-User``, or a key of the whole tenant without
   any scope header, is refused (403).
 
-A read-only key gets tools that only read; ``erase_all_memories`` exists only when the
-server allows it. The ``mcp`` extra is optional: without it ``/mcp`` is not served.
+An MCP session belongs to the key that opened it: a request naming it with another key
+is answered 404, as if it did not exist. A read-only key gets tools that only read;
+``erase_all_memories`` exists only when the server allows it. The ``mcp`` extra is
+optional: without it ``/mcp`` is not served.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class Gate:
             return
         request = Request(scope)
         try:
-            binding = await anyio.to_thread.run_sync(self._bind, request)
+            caller, binding = await anyio.to_thread.run_sync(self._bind, request)
         except MemlaneError as exc:
             await errors.memlane_error(request, exc)(scope, receive, send)
             return
@@ -127,11 +129,24 @@ class Gate:
             scope = {**scope, "root_path": scope.get("root_path", "") + PATH,
                      "path": scope["path"] + "/", "raw_path": scope.get("raw_path", b"") + b"/"}
         scope.setdefault("state", {})[BINDING] = binding
+        if caller.principal.key_id is not None:
+            scope["user"] = session_owner(caller.principal.key_id)
         await self.inner(scope, receive, send)
 
-    def _bind(self, request: Request) -> Binding:
+    def _bind(self, request: Request) -> tuple[Caller, Binding]:
         state: ServerState = self.app.state.memlane
-        return binding_for(state.caller(bearer(request.headers)), request.headers)
+        caller = state.caller(bearer(request.headers))
+        return caller, binding_for(caller, request.headers)
+
+
+def session_owner(key_id: str) -> Any:
+    """The identity the SDK binds an MCP session to: the key that opened it. The SDK
+    answers a request that names a session opened by another key 404, exactly as for a
+    session that does not exist (``StreamableHTTPSessionManager``)."""
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    return AuthenticatedUser(AccessToken(token=key_id, client_id=key_id, scopes=[]))
 
 
 def mount(app: FastAPI, settings: Settings) -> Callable[[], AbstractAsyncContextManager[Any]]:
