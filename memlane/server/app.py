@@ -20,6 +20,7 @@ from . import errors
 from .guard import Guard
 from .jobs import JobRunner
 from .limits import BodyLimit
+from .lockout import Lockout
 from .mcp_mount import mount
 from .routes import router
 from .settings import Settings
@@ -55,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="memlane", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.auth and settings.auth_failures > 0:
+        app.add_middleware(Lockout, limit=settings.auth_failures, window=settings.auth_window)
     app.add_middleware(Guard, hosts=settings.allowed_hosts)  # the outermost: first
     app.add_exception_handler(MemlaneError, errors.memlane_error)
     app.add_exception_handler(RequestValidationError, errors.invalid_request)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
@@ -44,14 +46,37 @@ from .state import Caller, ServerState
 bearer = HTTPBearer(auto_error=False, description="a key made with: memlane keys create")
 
 
-def caller(request: Request, credentials: Annotated[
+CALLER = "memlane_caller"
+"""Where ``Keyed`` leaves a request's caller (``request.state``)."""
+
+
+class Keyed(APIRoute):
+    """A route that checks the request's key before anything reads its body. (FastAPI
+    reads and parses a body before it runs a route's dependencies: a request without a
+    valid key would be read up to the size limit, and shown the schema's errors, 422.)"""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def keyed(request: Request) -> Response:
+            state: ServerState = request.app.state.memlane
+            credentials = await bearer(request)
+            token = credentials.credentials if credentials else None
+            setattr(request.state, CALLER, await run_in_threadpool(state.caller, token))
+            return await handler(request)
+
+        return keyed
+
+
+async def caller(request: Request, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
-    state: ServerState = request.app.state.memlane
-    return state.caller(credentials.credentials if credentials else None)
+    """The caller ``Keyed`` found (``credentials`` puts the key in the OpenAPI schema)."""
+    found: Caller = getattr(request.state, CALLER)
+    return found
 
 
 Who = Annotated[Caller, Depends(caller)]
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=Keyed)
 
 
 def ok(content: Any) -> JSONResponse:
