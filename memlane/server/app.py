@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import MemlaneError
-from . import errors
+from . import answers, errors
 from .guard import Guard
 from .jobs import JobRunner
 from .limits import BodyLimit
@@ -71,11 +71,13 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _health(app: FastAPI) -> None:
-    @app.get("/healthz", summary="the process is up")
+    @app.get("/healthz", summary="the process is up", response_model=answers.Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="the store answers")
+    @app.get("/readyz", summary="the store answers", response_model=answers.Ready,
+             responses={503: {"model": answers.Failure,
+                              "description": answers.STATUS_TEXT[503]}})
     def readyz(request: Request) -> JSONResponse:
         state: ServerState = request.app.state.memlane
         try:
