@@ -246,3 +246,39 @@ def test_the_models_name_every_field_of_the_values_they_describe() -> None:
     assert set(answers.SearchHit.model_fields) == {*types.SearchHit.__dataclass_fields__, "id"}
     assert set(answers.Context.model_fields) == {*Context.__dataclass_fields__, "sources",
                                                  "citations"}
+
+
+DOCUMENTED = {"A memory": "MemoryRecord", "A search hit": "SearchHit", "The context": "Context",
+              "A history event": "HistoryEvent", "A raw message": "Message", "A job": "Job",
+              "Erase counts": "EraseCounts", "The stats": "Stats", "A scope": "ScopeCounts",
+              "The import report": "ImportReport", "The key": "Key", "An error": "Error"}
+"""The subsections of docs/server.md's answers, and the model each documents."""
+
+
+def answers_in_docs() -> dict[str, str]:
+    """Each subsection of the answers in docs/server.md, by its title."""
+    from .conftest import ROOT
+
+    text = (ROOT / "docs" / "server.md").read_text(encoding="utf-8")
+    section = text.split("\n## Answers\n", 1)[1].split("\n## ", 1)[0]
+    return {part.split("\n", 1)[0]: part for part in section.split("\n### ")[1:]}
+
+
+def test_the_docs_name_every_field_of_every_answer() -> None:
+    from memlane.server import answers
+
+    sections = answers_in_docs()
+    assert set(sections) == set(DOCUMENTED)
+    for title, name in DOCUMENTED.items():
+        rows = [line for line in sections[title].splitlines() if line.startswith("| `")]
+        named = {field for row in rows for field in re.findall(r"`(\w+)`", row.split(" | ")[0])}
+        assert named == set(getattr(answers, name).model_fields), title
+
+
+def test_the_context_shown_in_the_docs_is_a_context() -> None:
+    from memlane.server import answers
+
+    example = answers_in_docs()["The context"].split("```json\n", 1)[1].split("```", 1)[0]
+    context = answers.Context.model_validate_json(example)
+    assert context.refs == list(context.citations) and context.complete
+    assert all(f"[{ref}]" in context.text for ref in context.refs)
