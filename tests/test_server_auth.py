@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -146,7 +147,7 @@ def test_an_address_that_keeps_failing_is_refused_for_a_while(tmp_path: Path) ->
     good = make_key(location, "acme")
     settings = Settings(open_memory=lambda: Memory(store=SQLiteStore(location),
                                                    embedder=FakeEmbedder()),
-                        rate=0, auth_failures=3, auth_window=1.5)
+                        rate=0, auth_failures=3, auth_window=3.0)
     with in_process(settings) as url, from_address(url, "127.0.0.1", good) as c, \
             from_address(url, "127.0.0.1") as anon, \
             from_address(url, "127.0.0.1", "mlk_guess") as guess, \
@@ -161,11 +162,12 @@ def test_an_address_that_keeps_failing_is_refused_for_a_while(tmp_path: Path) ->
             refused = client.get("/v1/key")
             assert error_of(refused) == (429, "RateLimitedError")
             assert int(refused.headers["retry-after"]) >= 1
-            assert 0 < refused.json()["error"]["retry_after"] <= 1.5
+            assert 0 < refused.json()["error"]["retry_after"] <= 3.0
         mcp = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert error_of(mcp) == (429, "RateLimitedError")
         assert c.get("/healthz").status_code == 200  # paths without keys still answer
-        assert neighbour.get("/v1/key").status_code == 200  # another address is not locked
+        if sys.platform.startswith("linux"):  # where all of 127.0.0.0/8 is loopback
+            assert neighbour.get("/v1/key").status_code == 200  # another address is not locked
         time.sleep(refused.json()["error"]["retry_after"] + 0.1)
         assert c.get("/v1/key").status_code == 200
         assert error_of(guess.get("/v1/stats")) == (401, "AuthenticationError")
