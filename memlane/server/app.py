@@ -16,10 +16,11 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import MemlaneError
-from . import errors
+from . import answers, errors
 from .guard import Guard
 from .jobs import JobRunner
 from .limits import BodyLimit
+from .lockout import Lockout
 from .mcp_mount import mount
 from .routes import router
 from .settings import Settings
@@ -55,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="memlane", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.auth and settings.auth_failures > 0:
+        app.add_middleware(Lockout, limit=settings.auth_failures, window=settings.auth_window)
     app.add_middleware(Guard, hosts=settings.allowed_hosts)  # the outermost: first
     app.add_exception_handler(MemlaneError, errors.memlane_error)
     app.add_exception_handler(RequestValidationError, errors.invalid_request)
@@ -68,11 +71,13 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _health(app: FastAPI) -> None:
-    @app.get("/healthz", summary="the process is up")
+    @app.get("/healthz", summary="the process is up", response_model=answers.Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="the store answers")
+    @app.get("/readyz", summary="the store answers", response_model=answers.Ready,
+             responses={503: {"model": answers.Failure,
+                              "description": answers.STATUS_TEXT[503]}})
     def readyz(request: Request) -> JSONResponse:
         state: ServerState = request.app.state.memlane
         try:

@@ -1,6 +1,6 @@
 """The request bodies of the REST API (responses are the library's values as JSON,
-``memlane.serialize``). No body has a ``tenant``: it comes from the key, and an unknown
-field is refused (422).
+``memlane.serialize``, described by ``answers``). No body has a ``tenant``: it comes from
+the key, and an unknown field is refused (422).
 
 The schema states the bounds the library checks (an id's length, a limit's range, a text
 that is not blank, a scope where one is needed), so that clients and fuzzers know them; the

@@ -26,6 +26,12 @@ class Settings:
     """Requests per second allowed to each key, on average (0: no limit)."""
     burst: int = 200
     """Requests a key may make at once before ``rate`` applies."""
+    auth_failures: int = 20
+    """Refused keys one client address may present within ``auth_window`` seconds; then
+    its requests to ``/v1`` and ``/mcp`` get 429 for ``auth_window`` seconds, whatever key
+    they send (``lockout``; 0: no limit)."""
+    auth_window: float = 60.0
+    """Seconds over which refused keys are counted, and that an address stays refused."""
     threads: int = 8
     """Requests served at once (the rest wait); a PostgreSQL pool is sized to match."""
     job_interval: float = 0.5
