@@ -208,3 +208,24 @@ def test_an_ipv6_client_counts_as_its_network() -> None:
     assert of("2001:db8:0:1::1") != of("2001:db8::1")
     assert of("::ffff:192.0.2.7") == of("192.0.2.7") == "192.0.2.7"
     assert client_of({"client": None}) == ""
+
+
+def test_memlane_serve_takes_the_client_address_from_the_connection(location: str) -> None:
+    """Without --forwarded-allow-ips, X-Forwarded-For names no one: a caller on the
+    server's host cannot dodge the limit by naming other addresses."""
+    with LiveServer(location, "--rate", "0", "--auth-failures", "3") as server, \
+            server.client("mlk_guess") as guess:
+        codes = [guess.get("/v1/stats", headers={"X-Forwarded-For": f"10.0.0.{n}"})
+                 .status_code for n in range(4)]
+        assert codes == [401, 401, 401, 429]
+
+
+def test_memlane_serve_trusts_the_proxies_it_is_told_of(location: str) -> None:
+    with LiveServer(location, "--rate", "0", "--auth-failures", "2",
+                    "--forwarded-allow-ips", "127.0.0.1") as server, \
+            server.client("mlk_guess") as guess:
+        behind = {"X-Forwarded-For": "10.0.0.1"}
+        assert [guess.get("/v1/stats", headers=behind).status_code
+                for _ in range(3)] == [401, 401, 429]
+        other = guess.get("/v1/stats", headers={"X-Forwarded-For": "10.0.0.2"})
+        assert other.status_code == 401  # another client behind the same proxy

@@ -75,13 +75,15 @@ def cmd_serve(mem: Memory | None, a: argparse.Namespace) -> Any:
                         max_body_bytes=a.max_body, rate=a.rate, burst=a.burst,
                         threads=a.threads, mcp=not a.no_mcp,
                         mcp_allow_erase=a.mcp_allow_erase,
-                        allowed_hosts=allowed_hosts(a.host, tuple(a.allowed_host)))
+                        allowed_hosts=allowed_hosts(a.host, tuple(a.allowed_host)),
+                        auth_failures=a.auth_failures, auth_window=a.auth_window)
     who = f"without keys, as tenant {tenant!r}" if a.no_auth else "with keys"
     print(f"memlane: serving {who}; {_mcp_status(a, unavailable)}", file=sys.stderr,
           flush=True)
     try:
         uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level=a.log_level,
-                    timeout_graceful_shutdown=a.grace)
+                    timeout_graceful_shutdown=a.grace, proxy_headers=bool(a.forwarded_allow_ips),
+                    forwarded_allow_ips=a.forwarded_allow_ips or None)
     finally:
         memory.close()
     return None
@@ -126,4 +128,14 @@ def register(sub: Any) -> None:
                     metavar="HOST", dest="allowed_host",
                     help="a Host name the server answers to besides loopback names and "
                     "--host (repeatable; against DNS rebinding; '*' accepts any)")
+    sp.add_argument("--auth-failures", type=at_least(0), default=20,
+                    help="refused keys one client address may present within "
+                    "--auth-window before it is refused for that long (default: 20; 0: no "
+                    "limit)")
+    sp.add_argument("--auth-window", type=number_at_least(1), default=60.0,
+                    help="seconds of --auth-failures (default: 60)")
+    sp.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
+                    help="comma-separated addresses of reverse proxies whose "
+                    "X-Forwarded-For names the client (default: none; the connection's "
+                    "address is the client's)")
     sp.set_defaults(handler=cmd_serve, no_store=True)
