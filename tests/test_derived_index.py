@@ -242,3 +242,28 @@ def test_searches_racing_writes_leave_a_store_that_ranks_as_a_fresh_one(
             steps.check()
     finally:
         steps.close()
+
+
+def test_a_postgres_reset_is_seen_by_a_store_that_searched_before(
+        postgres_server: str) -> None:
+    """The tenant's change counter goes on after a reset: another process's index never
+    takes the new rows for the old ones (the same number of writes after the reset)."""
+    from memlane.dev.postgres import fresh_database
+    from memlane.store.postgres import PostgresStore
+
+    url = fresh_database(postgres_server)
+    rng = random.Random(2)
+    searcher, other = PostgresStore(url), PostgresStore(url)
+    try:
+        first = record(ALICE, "plum")
+        other.write(WriteBatch(scope=ALICE, inserts=[(first, vector(rng))]))
+        assert [h.record.id for h in searcher.keyword_search(RecordQuery(ALICE), "plum", 5)] \
+            == [first.id]
+        other.reset()
+        second = record(ALICE, "plum")
+        other.write(WriteBatch(scope=ALICE, inserts=[(second, vector(rng))]))
+        assert [h.record.id for h in searcher.keyword_search(RecordQuery(ALICE), "plum", 5)] \
+            == [second.id]
+    finally:
+        searcher.close()
+        other.close()

@@ -257,11 +257,7 @@ class PostgresStore(SQLStore):
                          "AND agent_id = %s AND session_id = %s AND key = %s",
                          (json.dumps(ids), tenant, *codec.scope_values(batch.scope),
                           batch.add_key))
-        written = [*ids, *(u.record.id for u in batch.updates)]
-        change = self._bump(conn, tenant)
-        if written:  # numbered last: the number follows the order in which writes commit
-            conn.execute("UPDATE memories SET change = %s WHERE tenant = %s AND id = ANY(%s)",
-                         (change, tenant, written))
+        self._bump(conn, tenant)
         return WriteOutcome(True, ids)
 
     @staticmethod
@@ -283,15 +279,9 @@ class PostgresStore(SQLStore):
         return tuple(json.loads(row[0]))
 
     @staticmethod
-    def _bump(conn: Any, tenant: str, removed: bool = False) -> int:
-        """The tenant's next change number, locked by this transaction until it commits
-        (so numbers follow the order in which changes become visible)."""
-        row = conn.execute(
-            "INSERT INTO changes (tenant, counter, removals) VALUES (%s, 1, %s) ON CONFLICT "
-            "(tenant) DO UPDATE SET counter = changes.counter + 1, removals = "
-            "changes.removals + EXCLUDED.removals RETURNING counter",
-            (tenant, int(removed))).fetchone()
-        return int(row[0])
+    def _bump(conn: Any, tenant: str) -> None:
+        conn.execute("INSERT INTO changes (tenant, counter) VALUES (%s, 1) ON CONFLICT (tenant) "
+                     "DO UPDATE SET counter = changes.counter + 1", (tenant,))
 
     @staticmethod
     def _update(conn: Any, record: MemoryRecord, expected: int, vector: Vector | None,
@@ -360,7 +350,7 @@ class PostgresStore(SQLStore):
                 adds=conn.execute(f"DELETE FROM adds WHERE {where}", params).rowcount,
                 jobs=n_jobs)
             drop_scope_indexes(conn, where, params)
-            self._bump(conn, scope.tenant, removed=True)
+            self._bump(conn, scope.tenant)
             return counts
 
         try:
@@ -379,7 +369,7 @@ class PostgresStore(SQLStore):
         def reset(conn: Any) -> None:
             drop_all_indexes(conn)
             conn.execute(f"TRUNCATE {', '.join(TABLES)}")
-            conn.execute("UPDATE changes SET counter = counter + 1, removals = removals + 1")
+            conn.execute("UPDATE changes SET counter = counter + 1")
 
         self._retrying(reset)
         self._index.clear()

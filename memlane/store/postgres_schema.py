@@ -73,25 +73,19 @@ KEYWORD_INDEXES = [
     "CREATE INDEX IF NOT EXISTS memories_kw_plain ON memories USING gin (kw_plain)",
     "CREATE INDEX IF NOT EXISTS memories_kw_stem ON memories USING gin (kw_stem)",
 ]
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 6
 """1: tables; 2: keyword terms as tsvector columns with GIN indexes (rows backfilled);
 3: the terms recomputed with the tokenizer of any script; 4: idempotency keys kept with a
 digest of their add (``adds.fingerprint``, NULL for older keys); 5: server keys
 (``api_keys``, created with the other tables); 6: an idempotency key is its scope's own
-(the scope joins the primary key of ``adds``); 7: each memory row holds the number of the
-tenant's change that wrote it (``change``, older rows 0), and ``changes`` counts removals,
-so that a process's in-process indexes read only the rows changed since."""
-CHANGES = [
-    "ALTER TABLE memories ADD COLUMN IF NOT EXISTS change BIGINT NOT NULL DEFAULT 0",
-    "CREATE INDEX IF NOT EXISTS memories_change ON memories (tenant, change)",
-    "ALTER TABLE changes ADD COLUMN IF NOT EXISTS removals BIGINT NOT NULL DEFAULT 0",
-]
+(the scope joins the primary key of ``adds``)."""
 ADDS_KEY = ("ALTER TABLE adds DROP CONSTRAINT adds_pkey, "
             "ADD PRIMARY KEY (tenant, user_id, agent_id, session_id, key)")
 BACKFILL_BATCH = 5_000
 TABLES = ("memories", "messages", "history", "adds", "jobs", "ann_indexes", "meta")
 """The tables ``reset`` empties: all but ``api_keys`` (keys are credentials, not memories)
-and ``changes`` (whose counters only grow: a reset counts as a removal in every tenant)."""
+and ``changes``, whose counters only grow (a process that searched before a reset must
+see a generation it never saw)."""
 
 
 def migrate(conn: Any) -> None:
@@ -109,8 +103,6 @@ def migrate(conn: Any) -> None:
         conn.execute("ALTER TABLE adds ADD COLUMN IF NOT EXISTS fingerprint TEXT")
     if current < 6:
         conn.execute(ADDS_KEY)
-    for statement in CHANGES:
-        conn.execute(statement)
     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT "
                  "(key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
 

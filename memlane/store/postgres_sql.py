@@ -144,8 +144,4 @@ DIALECT = Dialect(
     vectors_by_rowid="SELECT rid, vec FROM memories WHERE rid {ids}",
     vectors_by_id="SELECT m.id, m.vec FROM memories m WHERE m.tenant = %s AND m.id {ids}",
     first_source="(source_ids ->> 0)",
-    change_mark=("SELECT coalesce(max(counter), 0), coalesce(max(removals), 0) FROM changes "
-                 "WHERE tenant = %s"),
-    changed_since="SELECT rid FROM memories WHERE tenant = %s AND change > %s LIMIT %s",
-    change_column="change",
 )
