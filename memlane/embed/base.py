@@ -18,6 +18,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ModelError
+
 EmbedKind = Literal["query", "document"]
 Matrix = npt.NDArray[np.float32]
 
@@ -116,17 +118,37 @@ class _SharedCalls:
         with self._lock:
             self._queued.append(request)
             request.leads, self._running = not self._running, True
-        while not request.finished:
-            if request.leads:
-                request.leads = False
-                self._call(self._take(kind))
-            else:
-                request.wake.wait()
-                request.wake.clear()
+        try:
+            while not request.finished:
+                if request.leads:
+                    request.leads = False
+                    self._call(self._take(kind))
+                else:
+                    request.wake.wait()
+                    request.wake.clear()
+        except BaseException:  # e.g. Ctrl-C while it waited: the others go on without it
+            self._abandon(request)
+            raise
         if request.error is not None:
             raise request.error
         assert request.result is not None
         return request.result
+
+    def _abandon(self, request: _Request) -> None:
+        """A request given up: off the queue, and the next call passed on if it was to
+        make it."""
+        with self._lock:
+            if request in self._queued:
+                self._queued.remove(request)
+            following = None
+            if request.leads:
+                request.leads = False
+                following = self._queued[0] if self._queued else None
+                self._running = following is not None
+                if following is not None:
+                    following.leads = True
+        if following is not None:
+            following.wake.set()
 
     def _take(self, kind: EmbedKind) -> list[_Request]:
         """Queued requests of ``kind``, oldest first, up to ``CALL_MAX`` texts (taken off
@@ -144,15 +166,12 @@ class _SharedCalls:
     def _call(self, batch: list[_Request]) -> None:
         """One model call for ``batch``; then its requests, and the next caller, woken."""
         try:
-            vectors = self._model([t for r in batch for t in r.texts], batch[0].kind)
-        except BaseException as exc:
+            self._compute(batch)
+        except BaseException:  # the caller was interrupted: the others learn it, it raises
             for request in batch:
-                request.error = exc
-        else:
-            start = 0
-            for request in batch:
-                request.result = vectors[start: start + len(request.texts)]
-                start += len(request.texts)
+                if not request.finished:
+                    request.error = ModelError("the embedding was interrupted; try again")
+            raise
         finally:
             with self._lock:
                 following = self._queued[0] if self._queued else None
@@ -161,6 +180,26 @@ class _SharedCalls:
                     following.leads = True
             for request in (*batch, *([following] if following is not None else [])):
                 request.wake.set()
+
+    def _compute(self, batch: list[_Request]) -> None:
+        """Vectors for each request of ``batch``. If the shared call fails, each request is
+        computed on its own: a text the model refuses fails only the request that sent it."""
+        try:
+            vectors = self._model([t for r in batch for t in r.texts], batch[0].kind)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for request in batch:
+                try:
+                    request.result = self._model(request.texts, request.kind)
+                except Exception as own:
+                    request.error = own
+            return
+        start = 0
+        for request in batch:
+            request.result = vectors[start: start + len(request.texts)]
+            start += len(request.texts)
 
 
 def _key(kind: str, text: str) -> bytes:

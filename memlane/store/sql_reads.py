@@ -78,9 +78,6 @@ class Dialect:
     starts; None for a store that cannot tell what changed since a point (its indexes then
     read again all that a query admits). Change numbers must follow the order in which
     the changes became visible."""
-    changed_since: str = ""
-    """The (row id) rows of a tenant's ``memories`` changed after a change number, at most
-    a number of them (the three parameters)."""
     change_column: str = ""
     """The column of ``memories`` holding the number of the change that wrote the row."""
     by_change: str = ""
@@ -335,14 +332,14 @@ class SQLReads:
         if not (isinstance(since, tuple) and isinstance(now, tuple)) or (
                 since[1] != now[1] or now[0] < since[0]):  # rows removed, or all reset
             return None
-        tenant = query.scope.tenant
-        changed = [r[0] for r in self.read(d.changed_since, (tenant, since[0], most + 1))]
-        if len(changed) > most:
-            return None
         where, params = d.where(query)
-        rows = self.read(f"SELECT {d.admitted} FROM memories m {d.by_change} WHERE "
-                         f"m.{d.change_column} > {d.mark} AND {where}", (since[0], *params))
-        return Delta(changed, rows)
+        rows = self.read(  # one statement: the changed rows and the admitted ones agree
+            f"SELECT {d.admitted}, CASE WHEN {where} THEN 1 ELSE 0 END FROM memories m "
+            f"{d.by_change} WHERE m.tenant = {d.mark} AND m.{d.change_column} > {d.mark} "
+            f"LIMIT {d.mark}", (*params, query.scope.tenant, since[0], most + 1))
+        if len(rows) > most:
+            return None
+        return Delta([r[0] for r in rows], [tuple(r[:-1]) for r in rows if r[-1]])
 
     def load_texts(self, rowids: list[int]) -> Iterable[tuple[int, str]]:
         rowid = self.dialect.rowid

@@ -160,8 +160,6 @@ DIALECT = Dialect(
     change_mark=(f"SELECT (SELECT coalesce(max(seq), 0) FROM memories WHERE tenant = ?), "
                  f"(SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM meta WHERE key = "
                  f"'{REMOVALS}')"),
-    changed_since=("SELECT rowid FROM memories INDEXED BY memories_tenant_seq WHERE tenant = ? "
-                   "AND seq > ? LIMIT ?"),
     change_column="seq", by_change="INDEXED BY memories_tenant_seq",
     vectors_by_id=("SELECT m.id, v.vec FROM memories m JOIN memory_vectors v ON "
                    "v.memory_rowid = m.rowid WHERE m.tenant = ? AND m.id {ids}"),
