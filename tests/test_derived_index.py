@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memlane.errors import StoreError
 from memlane.ids import new_id
 from memlane.store import RecordQuery, RecordUpdate, SQLiteStore, Store, WriteBatch
 from memlane.store.derived import Delta, DerivedIndex
@@ -267,3 +268,45 @@ def test_a_postgres_reset_is_seen_by_a_store_that_searched_before(
     finally:
         searcher.close()
         other.close()
+
+
+def stale_index(path: Path) -> tuple[DerivedIndex, sqlite3.Connection]:
+    """An index of a file whose generation never moves: what it read stays its view, as
+    a search that read its rows just before a write sees them."""
+    db = sqlite3.connect(path, check_same_thread=False)
+    reads = SQLReads(DIALECT, lambda sql, params: db.execute(sql, params).fetchall(),
+                     lambda query: "unchanged")
+    return DerivedIndex(reads, query_cache_rows=100_000), db
+
+
+def test_a_vector_search_racing_an_erasure_leaves_the_erased_rows_out(tmp_path: Path) -> None:
+    rng, path = random.Random(4), tmp_path / "race-erase.db"
+    store = SQLiteStore(path)
+    kept = [replace(record(ALICE, text(rng)), session_id="s1") for _ in range(3)]
+    erased = [replace(record(ALICE, text(rng)), session_id="s2") for _ in range(3)]
+    store.write(WriteBatch(scope=ALICE, inserts=[(r, vector(rng)) for r in kept + erased]))
+    index, db = stale_index(path)
+    try:
+        query = RecordQuery(ALICE)
+        assert len(index.admitted(query).ids) == 6  # read, vectors not loaded yet
+        store.erase(Scope("default", "alice", None, "s2"))
+        hits = index.vector_search(query, vector(rng), 10)
+        assert sorted(h.record.id for h in hits) == sorted(r.id for r in kept)
+    finally:
+        db.close()
+        store.close()
+
+
+def test_a_row_without_its_vector_is_reported_as_damage(tmp_path: Path) -> None:
+    rng, path = random.Random(5), tmp_path / "damaged.db"
+    store = SQLiteStore(path)
+    store.write(WriteBatch(scope=ALICE, inserts=[(record(ALICE, "fig"), vector(rng))]))
+    store.close()
+    index, db = stale_index(path)
+    try:
+        db.execute("DELETE FROM memory_vectors")
+        db.commit()
+        with pytest.raises(StoreError, match="damaged"):
+            index.vector_search(RecordQuery(ALICE), vector(rng), 5)
+    finally:
+        db.close()

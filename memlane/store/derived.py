@@ -24,7 +24,7 @@ from ..text import Analyzer, analyze
 from ..types import MemoryRecord, Scope, Scored
 from .base import RecordQuery, Vector, dense_score, keyword_score
 from .keyword_index import KeywordIndex, top_with_ties
-from .vector_cache import VectorCache
+from .vector_cache import VectorCache, VectorsMissing
 
 RECORD_CACHE = 50_000
 """Records kept in process, keyed by row id and checked against the row's version."""
@@ -268,10 +268,23 @@ class DerivedIndex:
         return Admitted(generation, mark, ids, versions, matrices, lengths)
 
     def _vectors_for(self, admitted: Admitted, dim: int) -> npt.NDArray[np.float32]:
+        """The vectors of the admitted rows; a row erased since the set was read gets
+        zeros (it has no record either, so it is never returned)."""
         if self._vectors is None or self._vectors.dim != dim:
             self._vectors = VectorCache(dim)
-        return self._vectors.matrix_for(admitted.ids, admitted.versions,
-                                        self._source.load_vectors)
+        try:
+            return self._vectors.matrix_for(admitted.ids, admitted.versions,
+                                            self._source.load_vectors)
+        except VectorsMissing as missing:
+            if self._source.records_by_rowid(missing.rowids):
+                raise  # the row is there without its vector
+            gone, blank = set(missing.rowids), np.zeros(dim, dtype=np.float32).tobytes()
+
+            def load(rowids: list[int]) -> Iterable[tuple[int, bytes]]:
+                yield from self._source.load_vectors(rowids)
+                yield from ((r, blank) for r in rowids if r in gone)
+
+            return self._vectors.matrix_for(admitted.ids, admitted.versions, load)
 
     def _matrix(self, admitted: Admitted, dim: int) -> npt.NDArray[np.float32]:
         """The admitted rows' vectors in order, kept with the admitted set."""

@@ -21,6 +21,14 @@ Loader = Callable[[list[int]], Iterable[tuple[int, bytes]]]
 IntArray = npt.NDArray[np.int64]
 
 
+class VectorsMissing(StoreError):
+    """Rows without a stored vector: erased since a query read them, or a damaged store."""
+
+    def __init__(self, rowids: list[int]) -> None:
+        super().__init__("a stored memory has no vector: the store is damaged")
+        self.rowids = rowids
+
+
 class VectorCache:
     def __init__(self, dim: int) -> None:
         self.dim = dim
@@ -41,7 +49,7 @@ class VectorCache:
                 self._load(rowids[stale], versions[stale], load)
                 slots = self._slot_of[rowids]
                 if (slots < 0).any():
-                    raise StoreError("a stored memory has no vector: the store is damaged")
+                    raise VectorsMissing(rowids[slots < 0].tolist())
             return self._matrix[slots]
 
     def _load(self, rowids: IntArray, versions: IntArray, load: Loader) -> None:
