@@ -14,7 +14,7 @@ import pytest
 from memlane import FakeEmbedder, Memory
 from memlane.eval import knowledge_update, longmemeval
 from memlane.eval.harness import Answer, Question
-from memlane.eval.metrics import clean_locomo_evidence, percentile, scores_at
+from memlane.eval.metrics import clean_locomo_evidence, percentile, recall_within, scores_at
 
 from .conftest import SHARED_DATA
 from .test_cli import run
@@ -39,6 +39,16 @@ def test_scores_at_by_hand() -> None:
     assert (s1["recall@1"], s1["all@1"], s1["ndcg@1"]) == (0.5, 0.0, 1.0)
     assert scores_at(ranked, ["z"], 4)["ndcg@4"] == 0.0
     assert percentile([1, 2, 3, 4], 50) == 2.5
+
+
+def test_recall_within_a_budget_by_hand() -> None:
+    ranked, tokens = [["a"], ["x"], ["b", "c"], ["y"]], [300, 500, 400, 10]
+    assert recall_within(ranked, tokens, ["a", "b"], 299) == 0.0
+    assert recall_within(ranked, tokens, ["a", "b"], 800) == 0.5  # a and x fit, b does not
+    assert recall_within(ranked, tokens, ["a", "b"], 1_200) == 1.0
+    assert recall_within(ranked, [300, 2_000, 1, 1], ["a", "b"], 1_000) == 0.5  # stops at x
+    with pytest.raises(ValueError, match="one token count"):
+        recall_within(ranked, [1], ["a"], 10)
 
 
 def locomo_case(seed: int) -> list[dict[str, Any]]:
@@ -91,7 +101,27 @@ def test_report_agrees_with_the_reference_scorer(tmp_path: Path, retriever: str)
         assert ref["n"] == mine["n"]
         for metric, value in ref.items():
             assert round(value, 3) == round(mine[metric], 3), metric
+    within = recall_from_dump(json.loads(data.read_text()), dump, 2_000)
+    assert round(within, 6) == round(ours["cat1-4"]["recall_within@2000"], 6)
     assert (out / "locomo.json").exists() and "| bm25 |" in (out / "locomo.md").read_text()
+
+
+def recall_from_dump(samples: list[dict[str, Any]], dump: Path, budget: int) -> float:
+    """Recall within ``budget`` tokens over categories 1-4, from the rankings file alone
+    (its ``ranked`` and ``tokens``) and the data."""
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    values = []
+    for line in lines:
+        sample = next(s for s in samples if s["sample_id"] == line["sample_id"])
+        qa = sample["qa"][line["qa_index"]]
+        conv = sample["conversation"]
+        valid = {t["dia_id"] for k, turns in conv.items()
+                 if k.startswith("session_") and isinstance(turns, list) for t in turns}
+        gold = clean_locomo_evidence(qa["evidence"], valid)
+        if gold and qa["category"] in (1, 2, 3, 4):
+            assert len(line["tokens"]) == len(line["ranked"])
+            values.append(recall_within(line["ranked"], line["tokens"], gold, budget))
+    return sum(values) / len(values)
 
 
 def test_plots_are_written(tmp_path: Path) -> None:

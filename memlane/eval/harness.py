@@ -16,9 +16,11 @@ from typing import Any
 
 from ..memory import Memory
 from ..tokens import count_many
-from .metrics import mean, percentile, scores_at
+from .metrics import mean, percentile, recall_within, scores_at
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50)
+BUDGETS = (1_000, 2_000, 4_000)
+"""Token budgets at which recall is reported (``metrics.recall_within``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,11 @@ class Answer:
     tokens: list[int]
     """Cumulative tokens of the retrieved memories' text: tokens[i] for the top i + 1."""
     latency_ms: float
+
+    @property
+    def costs(self) -> list[int]:
+        """Each retrieved memory's own token count, in rank order."""
+        return [b - a for a, b in zip([0, *self.tokens], self.tokens, strict=False)]
 
 
 def ask(memory: Memory, questions: Sequence[Question], recipe: str, max_k: int, *,
@@ -91,6 +98,10 @@ def aggregate(answers: Sequence[Answer], ks: Sequence[int],
                 for metric, value in scorer(answer, k).items():
                     sums[metric].append(value)
                 sums[f"tokens@{k}"].append(float(tokens_at(answer, k)))
+            if answer.question.gold:
+                for budget in BUDGETS:
+                    sums[f"recall_within@{budget}"].append(recall_within(
+                        answer.ranked, answer.costs, answer.question.gold, budget))
         out[name] = {"n": len(chosen), **{m: round(mean(v), 4) for m, v in sums.items()}}
     return out
 

@@ -96,10 +96,11 @@ def run(memory: Memory, data: Path, *, retriever: str = "hybrid",
 
 
 def dump_rankings(answers: Sequence[Answer], path: Path) -> None:
-    """One line per question in the format of the reference scorer (tools/locomo_score.py)."""
+    """One line per question in the format of the reference scorer (tools/locomo_score.py),
+    with ``tokens`` beside ``ranked``: each result's token count as it is returned."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
         for a in answers:
             sample_id, index = a.question.key
             out.write(json.dumps({"sample_id": sample_id, "qa_index": index,
-                                  "ranked": a.ranked}) + "\n")
+                                  "ranked": a.ranked, "tokens": a.costs}) + "\n")

@@ -7,7 +7,10 @@ ids it cites. With E the gold evidence and R_k the union of the top k units' sou
 - ``all@k`` = 1 if E ⊆ R_k (every piece of evidence retrieved), else 0;
 - ``any@k`` = 1 if E ∩ R_k is not empty;
 - ``ndcg@k`` with gain 1 for a unit whose sources meet E; the ideal DCG is taken over
-  min(k, number of such units anywhere in the ranking).
+  min(k, number of such units anywhere in the ranking);
+- ``recall_within@B`` = recall over the top units whose returned text adds up to at most B
+  tokens (a unit that would pass B, and any after it, does not count): what a prompt of B
+  tokens holds, so that units of different sizes compare at equal cost.
 """
 
 from __future__ import annotations
@@ -53,6 +56,24 @@ def scores_at(ranked: Ranking, gold: Sequence[str], k: int) -> dict[str, float]:
         f"any@{k}": float(bool(hit)),
         f"ndcg@{k}": _dcg(relevance) / ideal if ideal else 0.0,
     }
+
+
+def recall_within(ranked: Ranking, tokens: Sequence[int], gold: Sequence[str],
+                  budget: int) -> float:
+    """Recall over the leading units whose token counts (``tokens``, one per unit) add up
+    to at most ``budget``."""
+    if len(tokens) != len(ranked):
+        raise ValueError("one token count per ranked unit is needed")
+    total, kept = 0, 0
+    for cost in tokens:
+        if total + cost > budget:
+            break
+        total, kept = total + cost, kept + 1
+    gold_set = set(gold)
+    if not gold_set:
+        raise ValueError("a question without gold evidence cannot be scored")
+    found = set().union(*(set(unit) for unit in ranked[:kept])) if kept else set()
+    return len(gold_set & found) / len(gold_set)
 
 
 def mean(values: Sequence[float]) -> float:

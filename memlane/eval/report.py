@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import missing_extra
-from .harness import Answer
+from .harness import BUDGETS, Answer
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -25,7 +25,8 @@ def _fmt(value: Any) -> str:
 def retriever_table(report: Mapping[str, Any], group: str, ks: Sequence[int]) -> str:
     """One row per retriever: recall, all-evidence hit and nDCG at each k for one group."""
     headers = ["retriever", "n", *(f"R@{k}" for k in ks), *(f"all@{k}" for k in ks),
-               *(f"nDCG@{k}" for k in ks), *(f"tok@{k}" for k in ks), "p50 ms", "p95 ms"]
+               *(f"nDCG@{k}" for k in ks), *(f"tok@{k}" for k in ks),
+               *(f"R≤{b // 1000}k tok" for b in BUDGETS), "p50 ms", "p95 ms"]
     rows = []
     for name, result in report["retrievers"].items():
         m = result["metrics"].get(group)
@@ -34,6 +35,7 @@ def retriever_table(report: Mapping[str, Any], group: str, ks: Sequence[int]) ->
         rows.append([name, m["n"], *(_fmt(m[f"recall@{k}"]) for k in ks),
                      *(_fmt(m[f"all@{k}"]) for k in ks), *(_fmt(m[f"ndcg@{k}"]) for k in ks),
                      *(round(m[f"tokens@{k}"]) for k in ks),
+                     *(_fmt(m.get(f"recall_within@{b}", "-")) for b in BUDGETS),
                      result["latency"]["p50_ms"], result["latency"]["p95_ms"]])
     return table(rows, headers)
 
