@@ -229,3 +229,16 @@ def test_memlane_serve_trusts_the_proxies_it_is_told_of(location: str) -> None:
                 for _ in range(3)] == [401, 401, 429]
         other = guess.get("/v1/stats", headers={"X-Forwarded-For": "10.0.0.2"})
         assert other.status_code == 401  # another client behind the same proxy
+
+
+def test_a_read_only_store_refuses_writes_without_naming_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "private-name.db"
+    SQLiteStore(path).close()
+    key = make_key(str(path), "acme")
+    with LiveServer(str(path), "--read-only", "--rate", "0") as server, \
+            server.client(key) as client:
+        answer = client.post("/v1/memories", json={"messages": "hello", "user_id": "u"})
+        assert error_of(answer) == (403, "ReadOnlyError")
+        message = answer.json()["error"]["message"]
+        assert "read-only" in message and "private-name" not in message
+        assert str(tmp_path) not in message

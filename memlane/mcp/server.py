@@ -24,7 +24,14 @@ from pydantic import Field
 from starlette.requests import Request
 
 from .. import __version__
-from ..errors import BackendError, ConflictError, MemlaneError, NotFoundError, UsageError
+from ..errors import (
+    BackendError,
+    ConflictError,
+    MemlaneError,
+    NotFoundError,
+    ReadOnlyError,
+    UsageError,
+)
 from . import descriptions as say
 from . import render
 from .binding import Binding, Resolver
@@ -50,6 +57,9 @@ def _answering() -> Iterator[None]:
         yield
     except NotFoundError as exc:
         raise ToolError(f"not found: {exc}") from None
+    except ReadOnlyError:  # its text names the store's file
+        raise ToolError("the store is read-only (opened so, or its file cannot be written): "
+                        "nothing was written") from None
     except UsageError as exc:
         raise ToolError(f"invalid request: {exc}") from None
     except ConflictError as exc:
