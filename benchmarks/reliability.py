@@ -46,7 +46,7 @@ from memlane import FakeEmbedder, MemlaneError, Memory, MemoryRecord, NotFoundEr
 from memlane.cli.output import to_jsonable
 from memlane.eval.machine import describe as machine
 
-from .report import command, publish
+from .report import report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -413,12 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stores", default="sqlite,postgres")
     p.add_argument("--no-report", action="store_true", help="print, do not write the docs")
     args = p.parse_args(argv)
-    result = run(args)
-    print(json.dumps(result, indent=2))
-    if args.no_report:
-        return
-    publish("reliability", "Reliability", result,
-            markdown(result, command("benchmarks.reliability", argv)))
+    report("reliability", "Reliability", run(args), markdown, argv, args.no_report)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,16 @@ def publish(name: str, title: str, result: dict[str, Any], markdown: str) -> Non
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     update_section(root / "docs" / "benchmarks.md", title, markdown)
+
+
+def report(name: str, title: str, result: dict[str, Any],
+           render: Callable[[dict[str, Any], str], str], argv: list[str] | None,
+           no_report: bool) -> None:
+    """Print ``result``; unless ``no_report``, ``publish`` it with its section rendered for
+    the command it ran with (``benchmarks.NAME``)."""
+    print(json.dumps(result, indent=2))
+    if not no_report:
+        publish(name, title, result, render(result, command(f"benchmarks.{name}", argv)))
 
 
 def command(module: str, argv: list[str] | None) -> str:

@@ -35,7 +35,6 @@ Writes JSON to benchmarks/results/ and a section to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -63,7 +62,7 @@ from memlane.eval.machine import describe as machine
 from memlane.store import open_store
 from memlane.types import Scope
 
-from .report import command, publish
+from .report import report
 from .run import DISTINCT_VECTORS, corpus_vectors, write_turns
 from .synthetic import Generator
 
@@ -534,12 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--embedder", choices=("minilm", "fake"), default="minilm")
     p.add_argument("--no-report", action="store_true", help="print, do not write the docs")
     args = p.parse_args(argv)
-    result = run(args)
-    print(json.dumps(result, indent=2))
-    if args.no_report:
-        return
-    publish("serve", "Server under load", result,
-            markdown(result, command("benchmarks.serve", argv)))
+    report("serve", "Server under load", run(args), markdown, argv, args.no_report)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ class ConfigurationError(UsageError):
 class ReadOnlyError(UsageError):
     """A write to a store that was opened read-only, or whose file cannot be written."""
 
+    PUBLIC = ("the store is read-only (opened so, or its file cannot be written): nothing "
+              "was written")
+    """What a server tells its clients instead (the message names the store's file)."""
+
 
 class RequestTooLargeError(InvalidInputError):
     """A request to the server whose body is larger than the server accepts."""

@@ -28,7 +28,7 @@ from memlane import AsyncMemory, FakeEmbedder, Memory, errors
 from memlane.llm import ScriptedLLM
 from memlane.remote import RemoteMemory
 from memlane.remote.errors import error_from
-from memlane.server.errors import READ_ONLY, internal, memlane_error
+from memlane.server.errors import internal, memlane_error
 from memlane.store import SQLiteStore
 from memlane.store.base import EraseCounts
 
@@ -229,7 +229,7 @@ def test_every_error_class_comes_back_as_itself(error: errors.MemlaneError) -> N
     if internal(error):  # a backend's text stays in the server's log
         assert str(error) not in str(raised) and "error id" in str(raised)
     elif isinstance(error, errors.ReadOnlyError):  # its text names the store's file
-        assert str(raised) == READ_ONLY
+        assert str(raised) == errors.ReadOnlyError.PUBLIC
     else:
         assert str(raised) == str(error)
     for detail in ("retry_after", "counts", "raw"):

@@ -57,9 +57,8 @@ def _answering() -> Iterator[None]:
         yield
     except NotFoundError as exc:
         raise ToolError(f"not found: {exc}") from None
-    except ReadOnlyError:  # its text names the store's file
-        raise ToolError("the store is read-only (opened so, or its file cannot be written): "
-                        "nothing was written") from None
+    except ReadOnlyError as exc:
+        raise ToolError(exc.PUBLIC) from None
     except UsageError as exc:
         raise ToolError(f"invalid request: {exc}") from None
     except ConflictError as exc:

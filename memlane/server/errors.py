@@ -92,10 +92,6 @@ def internal(exc: tree.MemlaneError) -> bool:
     return isinstance(exc, tree.BackendError) or from_database(exc)
 
 
-READ_ONLY = ("the server's store is read-only (opened so, or its file cannot be written): "
-             "nothing was written")
-
-
 def hidden(request: Request, exc: tree.MemlaneError) -> tuple[str, str]:
     """The generic message and error id of an internal error; its text goes to the log."""
     error_id = secrets.token_hex(8)
@@ -112,8 +108,8 @@ def memlane_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc)
     if internal(exc):
         message, extra["id"] = hidden(request, exc)
-    elif isinstance(exc, tree.ReadOnlyError):  # its text names the store's file
-        message = READ_ONLY
+    elif isinstance(exc, tree.ReadOnlyError):
+        message = exc.PUBLIC
     headers: dict[str, str] = {}
     if isinstance(exc, tree.ErasurePendingError):
         extra["counts"] = erase_counts_to_dict(exc.counts)

@@ -36,7 +36,8 @@ class Delta(NamedTuple):
     """What changed in a store since a mark, as a query sees it."""
 
     changed: Sequence[int]
-    """The row ids written since the mark (whether the query admits them or not)."""
+    """The row ids written since the mark (whether the query admits them or not): every
+    row of ``rows`` among them."""
     rows: Sequence[Sequence[Any]]
     """Of the rows written since the mark, those the query admits now (as
     ``RowSource.admitted_rows`` gives them)."""
@@ -257,8 +258,7 @@ class DerivedIndex:
         """``cached`` with the rows of ``delta``: appended in place when the set only gained
         rows after its last one (the common add), else a new set in row id order."""
         fresh = _admitted(generation, mark, delta.rows)
-        changed = np.union1d(np.asarray(delta.changed, dtype=np.int64), fresh.ids)
-        keep = ~np.isin(cached.ids, changed, assume_unique=True)
+        keep = ~np.isin(cached.ids, np.asarray(delta.changed, dtype=np.int64))
         if not keep.all() or (len(cached.ids) and len(fresh.ids)
                               and fresh.ids[0] <= cached.ids[-1]):
             return _admitted(generation, mark, None, _joined(cached, fresh, keep))
