@@ -9,6 +9,8 @@ TURN = "turn"
 """One message, verbatim: what ``add`` stores."""
 WINDOW = "window"
 """A turn together with the turns just before it in its conversation (``write.windows``)."""
+PASSAGE = "passage"
+"""A span of a long message, small enough for the embedder (``write.passages``)."""
 FACT = "fact"
 """A fact the LLM write path extracted from turns and reconciled with the stored ones."""
 SUMMARY = "summary"
@@ -18,9 +20,10 @@ ENTITY = "entity"
 RELATION = "relation"
 """A subject-predicate-object link between two entities, read from a fact."""
 
-ALL_KINDS = (TURN, WINDOW, FACT, SUMMARY, ENTITY, RELATION)
+ALL_KINDS = (TURN, WINDOW, PASSAGE, FACT, SUMMARY, ENTITY, RELATION)
 """Every kind the library writes: the kinds a read may ask for."""
 GRAPH_KINDS = (ENTITY, RELATION)
-DERIVED_KINDS = (WINDOW, *GRAPH_KINDS)
-"""Kinds derived from other memories (windows of turns, the entity graph of facts); hidden
-from listings and the whole-history context unless asked for by kind."""
+DERIVED_KINDS = (WINDOW, PASSAGE, *GRAPH_KINDS)
+"""Kinds derived from other memories (windows of turns, passages of long messages, the
+entity graph of facts); hidden from listings and the whole-history context unless asked for
+by kind."""

@@ -17,7 +17,7 @@ from . import opening, validate
 from .embed.base import Embedder
 from .errors import ConfigurationError
 from .exchange import jsonl
-from .kinds import DERIVED_KINDS
+from .kinds import DERIVED_KINDS, TURN
 from .llm.base import LLM, NO_LLM
 from .opening import default_location as default_location  # the CLI names it from here
 from .read import context as packing
@@ -155,7 +155,8 @@ class Memory:
         """Replace a memory's text (and merge metadata): a new version, with a history event."""
         scope = self._scope(user_id, agent_id, session_id)
         current = validate.editable(self._owned(memory_id, scope))
-        text = ingest.check_text(text)
+        text = ingest.check_text(text, limit=ingest.MAX_MESSAGE_CHARS if current.kind == TURN
+                                 else ingest.MAX_TEXT_CHARS)
         meta = ingest.check_metadata(metadata)
         return upkeep.update(self.store, self.embedder, current, text, meta, actor, reason)
 

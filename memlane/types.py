@@ -232,10 +232,12 @@ class SearchHit:
     """A memory found by a search, with a score in [0, 1] (higher is better).
 
     ``memory`` is the unit that was ranked, with its text and ``source_ids``. A window (a
-    turn shown with the turns before it) is derived and cannot be edited, so a hit also
-    names the memories behind it that a caller can act on: ``memory_ids`` are the turns a
-    window shows, oldest first (any other kind names itself), and ``id`` is the memory the
-    hit is about: for a window, the turn it was built for (its newest turn).
+    turn shown with the turns before it) and a passage (a span of a long message, its
+    ``metadata["span"]`` the characters [start, end] of the message) are derived and cannot
+    be edited, so a hit also names the memories behind it that a caller can act on:
+    ``memory_ids`` are the turns a window shows, oldest first, or a passage's turn (its
+    whole message; any other kind names itself), and ``id`` is the memory the hit is about:
+    for a window, the turn it was built for (its newest turn).
     """
 
     memory: MemoryRecord

@@ -17,7 +17,7 @@ from memlane.errors import (
 )
 from memlane.store import Store
 from memlane.types import Scope
-from memlane.write.ingest import MAX_TEXT_CHARS
+from memlane.write.ingest import MAX_MESSAGE_CHARS
 
 CHAT = [
     {"role": "user", "name": "alice", "content": "I moved to Lisbon in March."},
@@ -236,7 +236,7 @@ def test_forget_erases_a_scope(mem: Memory) -> None:
     assert len(mem.get_all(user_id="bob")) == 1
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "x" * (MAX_TEXT_CHARS + 1)])
+@pytest.mark.parametrize("bad", ["", "   ", "x" * (MAX_MESSAGE_CHARS + 1)])
 def test_bad_text_is_rejected_and_nothing_changes(mem: Memory, bad: str) -> None:
     with pytest.raises(InvalidInputError):
         mem.add(bad, user_id="alice")

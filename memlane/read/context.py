@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..embed.base import Embedder
-from ..kinds import DERIVED_KINDS
+from ..kinds import DERIVED_KINDS, TURN
 from ..store.base import RecordQuery, Store
 from ..tokens import count_many, count_tokens
 from ..types import MemoryRecord
+from ..write import passages
 from . import search
 
 OPEN = "<memories>"
@@ -83,9 +84,12 @@ def _neutral(text: str) -> str:
     return " ".join(text.split())
 
 
-def line(record: MemoryRecord, ref: str) -> str:
+def line(record: MemoryRecord, ref: str, *, whole: bool = False) -> str:
+    """A record's line in the block; unless ``whole``, a long message shows its first
+    passage only (its passages show the rest)."""
     who = record.speaker or record.role
-    body = f"{who}: {record.text}" if who else record.text
+    text = record.text if whole or record.kind != TURN else passages.head(record.text)
+    body = f"{who}: {text}" if who else text
     return f"[{ref}] {_neutral(body)}"
 
 
@@ -126,7 +130,7 @@ def layout(records: Sequence[MemoryRecord], budget_tokens: int, *,
         if when(record) != heading:
             heading = when(record)
             lines.append(heading)
-        lines.append(line(record, ref))
+        lines.append(line(record, ref, whole=complete))
     lines.append(CLOSE)
     text = "\n".join(lines)
     return Context(text, ordered, count_tokens(text), budget_tokens, complete, tuple(refs))

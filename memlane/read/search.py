@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from ..embed.base import Embedder
 from ..errors import InvalidInputError
 from ..filters import And, parse
-from ..kinds import ENTITY, FACT, GRAPH_KINDS, RELATION, TURN, WINDOW
+from ..kinds import ENTITY, FACT, GRAPH_KINDS, PASSAGE, RELATION, TURN, WINDOW
 from ..store.base import RecordQuery, Store
 from ..text import ANALYZERS, Analyzer, analyze
 from ..types import MemoryRecord, Scope, Scored, SearchHit, SignalDetail, Status
@@ -240,11 +240,12 @@ def conversation(record: MemoryRecord) -> Conversation:
 def shown(store: Store, query: RecordQuery,
           records: Sequence[MemoryRecord]) -> dict[str, tuple[MemoryRecord, ...]]:
     """The memories behind each record that a caller can act on: a window's turns, oldest
-    first; any other record is itself. One read per conversation the windows come from."""
+    first; a passage's turn (its whole message); any other record is itself. One read per
+    conversation the windows and passages come from."""
     out: dict[str, tuple[MemoryRecord, ...]] = {}
     windows: dict[Conversation, list[MemoryRecord]] = {}
     for record in records:
-        if record.kind == WINDOW:
+        if record.kind in (WINDOW, PASSAGE):
             windows.setdefault(conversation(record), []).append(record)
         else:
             out[record.id] = (record,)

@@ -27,8 +27,8 @@ from ..store.base import (
     WriteOutcome,
 )
 from ..timeutil import utcnow
-from ..types import Job, MemoryRecord, Message, Scope, index_text
-from . import ingest, placing
+from ..types import Job, MemoryRecord, Message, Scope
+from . import ingest, passages, placing, vectors
 from .history import event
 from .infer import new_job
 
@@ -53,9 +53,9 @@ def add(store: Store, embedder: Embedder, scope: Scope, incoming: list[ingest.In
     """Embed and write checked messages; a retry returns what the first call stored."""
     fingerprint = ingest.add_key(scope, incoming, when)
     key = idempotency_key or _derived_key(fingerprint, incoming, when)
-    vectors = embedder.embed([index_text(m.content, m.name) for m in incoming], "document")
+    embedded = vectors.embed_messages(embedder, [(m.content, m.name) for m in incoming])
     outcome, turns, job = commit(store, embedder, scope, incoming, when, meta,
-                                 (key, fingerprint), list(vectors), infer)
+                                 (key, fingerprint), embedded, infer)
     if not outcome.applied:
         stored = store.get(scope.tenant, outcome.memory_ids)
         return Added([r for r in stored if r.kind not in kinds.DERIVED_KINDS], None)
@@ -71,19 +71,21 @@ def _derived_key(fingerprint: str, incoming: list[ingest.Incoming],
 
 def commit(store: Store, embedder: Embedder, scope: Scope, incoming: list[ingest.Incoming],
            when: datetime | None, meta: dict[str, Any], keys: tuple[str, str],
-           vectors: list[Vector], infer: bool,
+           embedded: list[vectors.Embedded], infer: bool,
            ) -> tuple[WriteOutcome, list[MemoryRecord], Job | None]:
     """Build the add's batch on the conversation as it is, and write it; build it again
     while the store refuses it for a conversation that changed meanwhile."""
     key, fingerprint = keys  # the idempotency key, and the digest of what is added
     deadline = time.monotonic() + ADD_PATIENCE
     known: list[Message] = []  # the conversation's newest messages, when a write told
+    turn_vectors = [e.vector for e in embedded]
     while True:
         now = utcnow()
         msgs, turns = ingest.build(scope, incoming, timestamp=when, metadata=meta, now=now)
         job = new_job(turns, key, now) if infer else None
-        placed = placing.place(store, embedder, msgs, turns, vectors, now, known)
-        inserts = [*zip(turns, vectors, strict=True), *placed.inserts]
+        placed = placing.place(store, embedder, msgs, turns, turn_vectors, now, known)
+        inserts = [*zip(turns, turn_vectors, strict=True), *_passages(turns, embedded, now),
+                   *placed.inserts]
         batch = WriteBatch(
             scope=scope, add_key=key, add_fingerprint=fingerprint, messages=msgs,
             inserts=inserts,
@@ -103,3 +105,11 @@ def commit(store: Store, embedder: Embedder, scope: Scope, incoming: list[ingest
                     f"the conversation kept changing for {ADD_PATIENCE:g} s while this "
                     "add was written; retry the add") from exc
             known = exc.newest if isinstance(exc, StaleConversation) else []
+
+
+def _passages(turns: list[MemoryRecord], embedded: list[vectors.Embedded],
+              now: datetime) -> list[tuple[MemoryRecord, Vector]]:
+    """The passage memories of the long messages among ``turns``, with their vectors."""
+    return [(passages.record(turn, passage, number, now), vector)
+            for turn, e in zip(turns, embedded, strict=True)
+            for number, (passage, vector) in enumerate(e.passages)]

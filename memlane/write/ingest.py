@@ -18,6 +18,10 @@ from ..timeutil import TimeLike, parse_time, to_text
 from ..types import MemoryRecord, Message, Scope, check_unicode, content_hash
 
 MAX_TEXT_CHARS = 32_000
+"""The longest query, or text of a memory other than a message's turn, in characters."""
+MAX_MESSAGE_CHARS = 1_048_576
+"""The longest message (and so turn) in characters: 1 MiB of plain text. A message longer
+than a passage (``passages.PASSAGE_CHARS``) is searched passage by passage."""
 MAX_MESSAGES = 10_000
 MAX_METADATA_BYTES = 64_000
 MAX_ID_CHARS = 200
@@ -38,15 +42,13 @@ class Incoming:
     metadata: dict[str, Any]
 
 
-def check_text(text: Any, what: str = "text") -> str:
+def check_text(text: Any, what: str = "text", limit: int = MAX_TEXT_CHARS) -> str:
     if not isinstance(text, str):
         raise InvalidInputError(f"{what} must be a string, got {type(text).__name__}")
     if not text.strip():
         raise InvalidInputError(f"{what} is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InvalidInputError(
-            f"{what} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}: split it"
-        )
+    if len(text) > limit:
+        raise InvalidInputError(f"{what} has {len(text):,} characters; the limit is {limit:,}")
     return check_unicode(text, what)
 
 
@@ -110,7 +112,7 @@ def _one(index: int, item: Any) -> Incoming:
     check_unicode(role, f"{where} role")
     return Incoming(
         role=role,
-        content=check_text(item.get("content"), f"{where} content"),
+        content=check_text(item.get("content"), f"{where} content", MAX_MESSAGE_CHARS),
         name=_optional_str(item.get("name"), f"{where} name"),
         id=_optional_str(item.get("id"), f"{where} id"),
         timestamp=None if item.get("timestamp") is None

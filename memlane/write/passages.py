@@ -14,12 +14,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
+from .. import kinds
 from ..errors import InvalidInputError
+from ..ids import new_id
+from ..types import MemoryRecord, content_hash
 
 PASSAGE_CHARS = 1_000
 """The default passage size in characters (about 250 tokens of English prose: what the
 default embedder reads of a text)."""
+SPAN = "span"
+"""The metadata key of a passage's character span in its message: [start, end]."""
+PART = "part"
+"""The metadata key of a passage's number in its message (0 for the first)."""
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
@@ -108,3 +116,31 @@ def _pack(pieces: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
         else:
             spans.append((start, end))
     return spans
+
+
+def is_long(text: str, size: int = PASSAGE_CHARS) -> bool:
+    """Whether a message is split into passages (it does not fit in one)."""
+    return len(text) > size
+
+
+ELLIPSIS = " […]"
+
+
+def head(text: str, size: int = PASSAGE_CHARS) -> str:
+    """A long message shown short: its first passage, marked as cut; a short one whole."""
+    if not is_long(text, size):
+        return text
+    return split(text, size)[0].text + ELLIPSIS
+
+
+def record(turn: MemoryRecord, passage: Passage, number: int, now: datetime) -> MemoryRecord:
+    """The memory of one passage of ``turn``'s message: it cites the message, and its
+    metadata gives the character span (``span``: [start, end]) and the passage's number."""
+    return MemoryRecord(
+        id=new_id(), tenant=turn.tenant, user_id=turn.user_id, agent_id=turn.agent_id,
+        session_id=turn.session_id, kind=kinds.PASSAGE, text=passage.text, role=turn.role,
+        speaker=turn.speaker, hash=content_hash(passage.text), source_ids=turn.source_ids,
+        event_time=turn.event_time, valid_from=turn.valid_from, created_at=now,
+        updated_at=now,
+        metadata={**turn.metadata, SPAN: [passage.start, passage.end], PART: number},
+    )

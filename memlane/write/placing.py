@@ -16,7 +16,7 @@ from ..embed.base import Embedder
 from ..filters import parse
 from ..store.base import Basis, RecordQuery, Store, Vector, depended
 from ..types import MemoryRecord, Message, Scope, index_text
-from . import windows
+from . import vectors, windows
 
 LOOKBACK = windows.WINDOW_TURNS - 1
 
@@ -72,12 +72,9 @@ def _message_lines(embedder: Embedder, messages: list[Message]) -> dict[str, win
     """Stored messages as window lines. Their vectors come from the embedder's cache when
     this process added them (a stored turn's vector is not found by its message id
     without a scan of the scope)."""
-    texts = [index_text(m.content, m.name) for m in messages]
-    if not texts:
-        return {}
-    vectors = embedder.embed(texts, "document")
-    return {m.id: windows.Line(m.id, t, v)
-            for m, t, v in zip(messages, texts, vectors, strict=True)}
+    embedded = vectors.embed_messages(embedder, [(m.content, m.name) for m in messages])
+    return {m.id: windows.Line(m.id, index_text(m.content, m.name), e.vector)
+            for m, e in zip(messages, embedded, strict=True)}
 
 
 def _own_windows(store: Store, scope: Scope, ends: set[str]) -> dict[str, MemoryRecord]:

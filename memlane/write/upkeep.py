@@ -1,22 +1,24 @@
-"""Changes to stored memories: a new text, a soft delete, and the windows they touch.
+"""Changes to stored memories: a new text, a soft delete, and the derived memories they
+touch.
 
 A window shows its turns as they are: when one of them changes or is deleted, the windows
-that show it are rebuilt in the same batch, and a window left with no turn is deleted.
+that show it are rebuilt in the same batch, and a window left with no turn is deleted. The
+passages of a long message are cut again from a changed turn, and deleted with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import kinds
 from ..embed.base import Embedder
 from ..filters import parse
-from ..store.base import RecordQuery, RecordUpdate, Store, WriteBatch
+from ..store.base import RecordQuery, RecordUpdate, Store, Vector, WriteBatch
 from ..timeutil import utcnow
 from ..types import HistoryEvent, MemoryRecord, Scope, Status, content_hash
-from . import windows
+from . import passages, vectors, windows
 from .history import check_note, event
 
 SYSTEM = "system"
@@ -30,25 +32,32 @@ def update(store: Store, embedder: Embedder, current: MemoryRecord, text: str,
     new = replace(current, text=text, hash=content_hash(text),
                   metadata={**current.metadata, **metadata},
                   version=current.version + 1, updated_at=utcnow())
-    vector = embedder.embed([new.index_text], "document")[0]
-    updates, events = _touched(store, embedder, new)
+    if new.kind == kinds.TURN:
+        vector = vectors.turn_vector(embedder, new.text, new.speaker)
+    else:
+        vector = embedder.embed([new.index_text], "document")[0]
+    touched = _touched(store, embedder, new)
     check_note(actor, reason)
     store.write(WriteBatch(
-        scope=current.scope, updates=[RecordUpdate(new, current.version, vector), *updates],
-        events=[event(new, "update", current.text, text, actor, reason), *events],
+        scope=current.scope, updates=[RecordUpdate(new, current.version, vector),
+                                      *touched.updates],
+        inserts=touched.inserts,
+        events=[event(new, "update", current.text, text, actor, reason), *touched.events],
     ))
     return new
 
 
 def delete(store: Store, embedder: Embedder, current: MemoryRecord, actor: str,
            reason: str | None) -> MemoryRecord:
-    """Soft-delete ``current`` (and rebuild the windows that showed it, if a turn)."""
+    """Soft-delete ``current`` (and, for a turn, rebuild the windows that showed it and
+    delete its passages)."""
     new = deleted(current)
-    updates, events = _touched(store, embedder, new)
+    touched = _touched(store, embedder, new)
     check_note(actor, reason)
     store.write(WriteBatch(
-        scope=current.scope, updates=[RecordUpdate(new, current.version), *updates],
-        events=[event(new, "delete", current.text, None, actor, reason), *events],
+        scope=current.scope, updates=[RecordUpdate(new, current.version), *touched.updates],
+        inserts=touched.inserts,
+        events=[event(new, "delete", current.text, None, actor, reason), *touched.events],
     ))
     return new
 
@@ -72,9 +81,44 @@ def deleted(record: MemoryRecord) -> MemoryRecord:
     return replace(record, status="deleted", version=record.version + 1, updated_at=utcnow())
 
 
-def _touched(store: Store, embedder: Embedder,
-             new: MemoryRecord) -> tuple[list[RecordUpdate], list[HistoryEvent]]:
-    return refresh_windows(store, embedder, new) if new.kind == kinds.TURN else ([], [])
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """What a change to a turn changes in the memories derived from it."""
+
+    updates: list[RecordUpdate]
+    inserts: list[tuple[MemoryRecord, Vector]]
+    events: list[HistoryEvent]
+
+
+def _touched(store: Store, embedder: Embedder, new: MemoryRecord) -> Touched:
+    if new.kind != kinds.TURN:
+        return Touched([], [], [])
+    updates, events = refresh_windows(store, embedder, new)
+    gone, inserts, changes = refresh_passages(store, embedder, new)
+    return Touched([*updates, *gone], inserts, [*events, *changes])
+
+
+def refresh_passages(store: Store, embedder: Embedder, turn: MemoryRecord,
+                     ) -> tuple[list[RecordUpdate], list[tuple[MemoryRecord, Vector]],
+                                list[HistoryEvent]]:
+    """The passages of a changed turn: the old ones deleted, and new ones cut from its text
+    as it is now (none when the turn is deleted or its text is short)."""
+    source = turn.source_ids[0]
+    old = [p for p in store.find(RecordQuery(
+        turn.scope, filters=parse({"source_ids": {"contains": source}}),
+        kinds=(kinds.PASSAGE,))) if p.scope == turn.scope]
+    updates = [RecordUpdate(deleted(p), p.version) for p in old]
+    events = [event(deleted(p), "delete", p.text, None, SYSTEM, "its message changed")
+              for p in old]
+    inserts: list[tuple[MemoryRecord, Vector]] = []
+    if turn.status != "deleted" and passages.is_long(turn.text):
+        now = utcnow()
+        embedded = vectors.embed_messages(embedder, [(turn.text, turn.speaker)])[0]
+        inserts = [(passages.record(turn, passage, number, now), vector)
+                   for number, (passage, vector) in enumerate(embedded.passages)]
+        events += [event(r, "add", None, r.text, SYSTEM, "its message changed")
+                   for r, _ in inserts]
+    return updates, inserts, events
 
 
 def refresh_windows(store: Store, embedder: Embedder,
@@ -112,6 +156,7 @@ def window_lines(store: Store, embedder: Embedder, window: MemoryRecord,
                         kinds=(kinds.TURN,), statuses=SEEN))
         found = [t for t in turns if t.status != "deleted"]
         if found:
-            text = found[0].index_text
-            lines.append(windows.Line(source, text, embedder.embed_one(text, "document")))
+            turn = found[0]
+            lines.append(windows.Line(source, turn.index_text,
+                                      vectors.turn_vector(embedder, turn.text, turn.speaker)))
     return lines

@@ -4,7 +4,8 @@ A question is often answered by a turn and the one it replies to, or by a few tu
 row; a unit holding a turn with its two predecessors in the same conversation finds them
 together and cites all of them. Windows are derived memories (``kind="window"``): built at
 ``add`` time, rebuilt when one of their turns changes, and their vector is the normalized
-mean of their turns' vectors, so they cost no extra model call. Pure functions here.
+mean of their turns' vectors, so they cost no extra model call. A long message shows in a
+window as its first passage only. Pure functions here.
 
 "Before" is the conversation's order, the order stores keep messages in: event time, then
 insertion. An add whose messages are older than stored ones places them back in time: their
@@ -23,6 +24,7 @@ import numpy.typing as npt
 from .. import kinds
 from ..ids import new_id
 from ..types import MemoryRecord, Message, content_hash
+from . import passages
 
 WINDOW_TURNS = 3
 
@@ -38,6 +40,12 @@ class Line:
     vector: Vector
 
 
+def _text(lines: Sequence[Line]) -> str:
+    """A window's text: its turns, a long message cut to its first passage (the rest is
+    found by the message's passages), so that a window stays small enough for a prompt."""
+    return "\n".join(passages.head(line.text) for line in lines)
+
+
 def mean_vector(vectors: Sequence[Vector]) -> Vector:
     total = np.sum(np.stack(vectors), axis=0)
     norm = float(np.linalg.norm(total))
@@ -48,7 +56,7 @@ def mean_vector(vectors: Sequence[Vector]) -> Vector:
 def build(lines: Sequence[Line], newest: MemoryRecord, now: datetime) -> tuple[MemoryRecord,
                                                                               Vector]:
     """The window ending at ``newest`` (the last of ``lines``)."""
-    text = "\n".join(line.text for line in lines)
+    text = _text(lines)
     record = MemoryRecord(
         id=new_id(), tenant=newest.tenant, user_id=newest.user_id, agent_id=newest.agent_id,
         session_id=newest.session_id, kind=kinds.WINDOW, text=text, role=None, speaker=None,
@@ -93,7 +101,7 @@ def for_new_turns(previous: Sequence[Line], turns: Sequence[MemoryRecord],
 def rebuilt(window: MemoryRecord, lines: Sequence[Line],
             now: datetime) -> tuple[MemoryRecord, Vector]:
     """A new version of ``window`` over ``lines`` (its turns as they are now)."""
-    text = "\n".join(line.text for line in lines)
+    text = _text(lines)
     record = replace(window, text=text, hash=content_hash(text),
                      source_ids=tuple(line.source_id for line in lines),
                      version=window.version + 1, updated_at=now)
