@@ -12,6 +12,7 @@ import pytest
 from memlane import Memory
 from memlane.errors import InvalidInputError
 from memlane.kinds import PASSAGE, TURN, WINDOW
+from memlane.read.search import SearchConfig
 from memlane.write.ingest import MAX_MESSAGE_CHARS
 from memlane.write.passages import ELLIPSIS, PART, PASSAGE_CHARS, SPAN
 
@@ -45,8 +46,8 @@ def test_a_long_message_is_kept_whole_and_cut_into_passages(mem: Memory) -> None
 
 def test_search_finds_the_end_of_a_long_message_and_names_its_turn(mem: Memory) -> None:
     content = _report("gardening") + "\n\nThe zeppelin hangar opens on Thursday."
-    mem.add([{"role": "user", "content": "short question about plants", "id": "q"},
-             {"role": "assistant", "content": content, "id": "a"}], user_id="u")
+    mem.add([{"role": "assistant", "content": "a short answer about plants", "id": "q"},
+             {"role": "user", "content": content, "id": "a"}], user_id="u")
     turn = next(t for t in mem.get_all(user_id="u") if t.source_ids == ("a",))
     hit = mem.search("zeppelin hangar", user_id="u", limit=1)[0]
     assert hit.memory.kind == PASSAGE and "zeppelin hangar" in hit.text
@@ -67,7 +68,7 @@ def test_a_window_shows_a_long_message_by_its_first_passage(mem: Memory) -> None
 
 def test_changing_a_long_turn_cuts_it_again_and_deleting_it_takes_its_passages(
         mem: Memory) -> None:
-    mem.add([{"role": "assistant", "content": _report("tea"), "id": "a"}], user_id="u")
+    mem.add([{"role": "user", "content": _report("tea"), "id": "a"}], user_id="u")
     turn, = mem.get_all(user_id="u")
     before = {p.id for p in mem.get_all(user_id="u", kinds=[PASSAGE])}
     mem.update(turn.id, _report("coffee", paragraphs=6) + "\n\nA walrus drinks espresso.",
@@ -109,3 +110,22 @@ def test_a_context_shows_a_long_message_cut_unless_the_whole_history_fits(
     assert whole.complete and content.split("\n\n")[-1].strip() in whole.text
     small = mem.context("bridges", user_id="u", budget_tokens=600)
     assert not small.complete and small.tokens <= 600 and small.memories
+
+
+def test_the_default_search_weighs_what_the_assistant_said_below_what_the_user_said(
+        mem: Memory) -> None:
+    said = "The lighthouse keeper paints the railing blue every spring. " * 30
+    mem.add([{"role": "assistant", "content": said, "id": "a"}], user_id="u", session_id="1")
+    mem.add([{"role": "user", "content": said, "id": "b"}], user_id="u", session_id="2")
+    hits = mem.search("lighthouse railing", user_id="u", kinds=["passage"], limit=40)
+    roles = [h.memory.role for h in hits]
+    assert set(roles) == {"user", "assistant"}
+    assert roles.index("assistant") > max(i for i, r in enumerate(roles) if r == "user")
+    even = mem.search("lighthouse railing", user_id="u", kinds=["passage"], limit=40,
+                      recipe="dense")
+    assert {h.memory.role for h in even[:2]} == {"user", "assistant"}
+
+
+def test_role_weights_are_checked() -> None:
+    with pytest.raises(InvalidInputError, match="role weights"):
+        SearchConfig(role_weights={"assistant": 1.5})

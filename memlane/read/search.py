@@ -45,6 +45,9 @@ class SearchConfig:
     redundancy: float | None = 0.5
     """Drop a result when at least this share of its sources is already covered by better
     results and it holds no query term they lack (None keeps everything)."""
+    role_weights: Mapping[str, float] = field(default_factory=dict)
+    """A factor on the fused score of a record said by each role (``MemoryRecord.role``),
+    applied before results are thinned and cut; a role not named keeps its score."""
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.retrievers if r not in RETRIEVERS]
@@ -58,6 +61,8 @@ class SearchConfig:
             raise InvalidInputError(f"unknown analyzer {self.analyzer!r}; use {ANALYZERS}")
         if self.redundancy is not None and not 0 < self.redundancy <= 1:
             raise InvalidInputError("redundancy must be in (0, 1] or None")
+        if any(not 0 <= w <= 1 for w in self.role_weights.values()):
+            raise InvalidInputError("role weights must be in [0, 1]")
 
 
 Retriever = Callable[[Store, Embedder, SearchConfig, RecordQuery, str, int], list[Scored]]
@@ -115,8 +120,14 @@ def on_turns(**changes: object) -> SearchConfig:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+ASSISTANT_WEIGHT = 0.3
+"""The default recipe's factor on what the assistant said (chiefly the passages of its long
+answers): an agent's memory is above all what its user said; the assistant's own words
+still rank when nothing the user said matches better."""
+HYBRID = SearchConfig(role_weights={"assistant": ASSISTANT_WEIGHT})
+
 RECIPES: dict[str, SearchConfig] = {
-    "hybrid": SearchConfig(),
+    "hybrid": HYBRID,
     "bm25": on_turns(retrievers=("keyword",), analyzer="plain"),
     "dense": on_turns(retrievers=("dense",)),
 }
@@ -124,9 +135,12 @@ ABLATION: dict[str, SearchConfig] = {
     "turns, rrf k60": on_turns(analyzer="plain", rrf_k=60, depth=50),
     "+ stemming": on_turns(rrf_k=60, depth=50),
     "+ rrf k10, depth 100": on_turns(),
-    "+ windows": SearchConfig(retrievers=("dense", "keyword"), redundancy=None),
+    "+ windows": SearchConfig(retrievers=("dense", "keyword"), redundancy=None,
+                              exclude_kinds=(TURN, PASSAGE, *GRAPH_KINDS)),
+    "+ passages": SearchConfig(retrievers=("dense", "keyword"), redundancy=None),
     "+ redundancy filter": SearchConfig(retrievers=("dense", "keyword")),
-    "+ graph (hybrid)": SearchConfig(),
+    "+ graph": SearchConfig(),
+    "+ assistant weighed (hybrid)": HYBRID,
 }
 """Each step of the default pipeline added in turn, for the evaluation's ablation table."""
 
@@ -228,6 +242,17 @@ def query_matches(config: SearchConfig, text: str,
     return matches
 
 
+def by_role(fused: Sequence[Fused], records: Mapping[str, MemoryRecord],
+            weights: Mapping[str, float]) -> list[Fused]:
+    """The fused ranking with each record's score times its role's weight, re-sorted (ties
+    keep their order)."""
+    if not weights:
+        return list(fused)
+    weighed = [replace(f, score=f.score * weights.get(records[f.id].role or "", 1.0))
+               for f in fused]
+    return sorted(weighed, key=lambda f: -f.score)
+
+
 SHOWN_STATUSES: tuple[Status, ...] = ("active", "superseded", "archived")
 Conversation = tuple[str | None, str | None, str | None]
 """The user, agent and session of a conversation, exactly (a window never spans two)."""
@@ -285,7 +310,8 @@ def rank(store: Store, embedder: Embedder, config: SearchConfig, query: RecordQu
         rankings[name] = [s.record.id for s in found]
         raw[name] = {s.record.id: s.score for s in found}
         by_id.update((s.record.id, s.record) for s in found)
-    fused = reciprocal_rank_fusion(rankings, k=config.rrf_k, weights=config.weights)
+    fused = by_role(reciprocal_rank_fusion(rankings, k=config.rrf_k, weights=config.weights),
+                    by_id, config.role_weights)
     sources = {i: [(r.user_id, r.agent_id, r.session_id, s) for s in r.source_ids]
                for i, r in by_id.items()}  # message ids are unique within a conversation
     hits = []
