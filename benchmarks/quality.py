@@ -1,6 +1,8 @@
-"""Retrieval quality: LoCoMo (dev split) and the knowledge-update set, into docs/benchmarks.md.
+"""Retrieval quality: LoCoMo (dev split), BEAM (the 100K dev chats) and the knowledge-update
+set, into docs/benchmarks.md.
 
     python -m benchmarks.quality [--data ../shared/data/locomo-dev.json]
+                                 [--beam ../shared/data/beam-100k-dev]
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ import tempfile
 from pathlib import Path
 
 from memlane import Memory
-from memlane.eval import knowledge_update, locomo, report
+from memlane.eval import beam, knowledge_update, locomo, report
 
 from .report import update_section
 from .run import RESULTS, ROOT
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "locomo-dev.json"
+DEFAULT_BEAM = ROOT.parent / "shared" / "data" / "beam-100k-dev"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--beam", type=Path, default=DEFAULT_BEAM)
     args = parser.parse_args(argv)
     docs = ROOT / "docs" / "benchmarks.md"
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "locomo.db") as mem:
@@ -29,6 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     report.write_outputs(run.report, body, RESULTS / "locomo", run.answers, plots=True)
     command = "memlane eval locomo --data ../shared/data/locomo-dev.json --ablation --out DIR"
     update_section(docs, "LoCoMo evidence retrieval (dev split)",
+                   f"Command: `{command}` (run by `make bench`)\n\n{body}")
+    with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "beam.db") as mem:
+        beam_run = beam.run(mem, args.beam, retriever="hybrid", ablation=True)
+    body = beam.markdown(beam_run.report)
+    report.write_outputs(beam_run.report, body, RESULTS / "beam", beam_run.answers, plots=True)
+    command = "memlane eval beam --data ../shared/data/beam-100k-dev --ablation --out DIR"
+    update_section(docs, "BEAM evidence retrieval (100K dev chats)",
                    f"Command: `{command}` (run by `make bench`)\n\n{body}")
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "ku.db") as mem:
         ku = knowledge_update.run(mem, people=40, seed=1)

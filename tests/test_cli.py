@@ -175,7 +175,8 @@ def test_import_locomo_file(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "locomo.json"
     path.write_text(json.dumps(sample))
     counts = out(run(db, "import", str(path)))
-    assert counts == {"conversations": 1, "turns": 3, "memories": 3}
+    assert counts == {"conversations": 1, "turns": 3, "memories": 3, "rejected": [],
+                      "stopped": False}
     listed = out(run(db, "list", "--user", "conv-x"))
     assert [m["source_ids"] for m in listed] == [["D1:1"], ["D1:2"], ["D2:1"]]
     assert listed[1]["text"] == "Cute! and shared a dog."

@@ -198,11 +198,14 @@ def test_a_locomo_file_with_a_turn_missing_its_speaker(db: Path, tmp_path: Path)
     assert "conv-9" in err and "turn 1" in err and "speaker" in err
 
 
-def test_import_of_an_export_with_a_broken_escape_is_refused(db: Path, tmp_path: Path) -> None:
+def test_import_of_an_export_with_a_broken_escape_leaves_the_line_out(db: Path,
+                                                                        tmp_path: Path) -> None:
     export = tmp_path / "broken.jsonl"
     export.write_text('{"type": "header", "format": "memlane-export", "version": 1, '
                       '"tenant": "default"}\n{"type": "message", "content": "bad \\ud800"}\n')
-    assert "line 2 is not valid Unicode" in fails(db, "import", str(export))
+    done = run(db, "import", str(export), code=5)
+    assert "Traceback" not in done.stderr and "line 2 is not valid Unicode" in done.stderr
+    assert json.loads(done.stdout)["restored"] == {"messages": 0, "memories": 0}
 
 
 # --- memlane serve: options checked before anything starts -------------------------------

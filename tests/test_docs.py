@@ -84,7 +84,15 @@ LOCOMO_SAMPLE = [{
     },
     "qa": [],
 }]
-INPUTS = {"conversations.json": json.dumps(LOCOMO_SAMPLE)}
+BEAM_CHAT = [{"batch_number": 1, "time_anchor": None, "turns": [
+    [{"role": "user", "id": 0, "time_anchor": "March-15-2024",
+      "content": "I adopted a puppy called Biscuit."},
+     {"role": "assistant", "id": 1, "content": "Congratulations! How old is Biscuit?"}],
+    [{"role": "user", "id": 2, "content": "Ten weeks."},
+     {"role": "assistant", "id": 3, "content": "A good age to start training."}],
+]}]
+INPUTS = {"conversations.json": json.dumps(LOCOMO_SAMPLE),
+          "beam-chats/1/chat.json": json.dumps(BEAM_CHAT)}
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,7 @@ class FileRun:
 @pytest.fixture
 def file_run(tmp_path: Path) -> Iterator[FileRun]:
     for name, text in INPUTS.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
     run = FileRun(tmp_path)
     default = tmp_path / ".local" / "share" / "memlane" / "memlane.db"

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import ErasurePendingError, UsageError
-from ..exchange import locomo
+from ..exchange.rejects import ON_ERROR
 from ..memory import Memory
 from ..store.base import ScopeField
-from .output import render_json, render_stats, render_table
+from . import importing
+from .output import render_import_result, render_json, render_stats, render_table
 from .parser import Subparsers, add_command, at_least, json_arg, json_value, scope
 
 SCOPE_FIELD: dict[str, ScopeField] = {"user": "user_id", "agent": "agent_id",
@@ -108,19 +108,7 @@ def cmd_reset(mem: Memory, a: argparse.Namespace) -> Any:
 
 
 def cmd_import(mem: Memory, a: argparse.Namespace) -> Any:
-    path = Path(a.file)
-    fmt = a.format
-    if fmt == "auto":
-        fmt = "jsonl" if path.suffix in (".jsonl", ".ndjson") else "locomo"
-    if fmt == "locomo":
-        conversations = locomo.load(path)
-        return locomo.ingest(mem, conversations, user_prefix=a.user_prefix,
-                             progress=not a.quiet)
-    try:
-        with path.open(encoding="utf-8") as lines:
-            return mem.import_(lines, progress=not a.quiet)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
+    return importing.run(mem, a)
 
 
 def cmd_export(mem: Memory, a: argparse.Namespace) -> Any:
@@ -241,11 +229,19 @@ def _listings(sub: Subparsers) -> None:
 
 def _exchange(sub: Subparsers) -> None:
     sp = add_command(sub, "import", cmd_import, "import a memlane export (a backup restores "
-                     "what is missing) or a LoCoMo file", False)
-    sp.add_argument("file", help="a memlane export (.jsonl) or a LoCoMo JSON file")
-    sp.add_argument("--format", choices=("auto", "jsonl", "locomo"), default="auto",
-                    help="the file's format (default: by its suffix)")
-    sp.add_argument("--user-prefix", default="", help="prefix for LoCoMo sample user ids")
+                     "what is missing), a LoCoMo file or BEAM chats; exits with 5 if it left "
+                     "out bad messages", False)
+    sp.add_argument("file", help="a memlane export (.jsonl), a LoCoMo JSON file, or a BEAM "
+                    "chat directory, its chat.json or a directory of chat directories")
+    sp.add_argument("--format", choices=importing.FORMATS, default="auto",
+                    help="the file's format (default: jsonl by its suffix, beam for a "
+                         "directory or a chat.json, else locomo)")
+    sp.add_argument("--user-prefix", default="",
+                    help="prefix for the user ids of LoCoMo samples and BEAM chats")
+    sp.add_argument("--on-error", choices=ON_ERROR, default="skip",
+                    help="a bad message: leave it out and store the rest (skip, the "
+                         "default), or stop there, keeping what was stored before it")
+    sp.set_defaults(render=render_import_result)
 
     sp = add_command(sub, "export", cmd_export, "export memories with their history and raw "
                      "messages as JSON lines (all of the tenant, or the given scope)")

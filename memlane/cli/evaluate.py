@@ -57,6 +57,18 @@ def cmd_locomo(mem: Memory, a: argparse.Namespace) -> Any:
     return _publish(result.report, result.answers, report.locomo_markdown(result.report), a)
 
 
+def cmd_beam(mem: Memory, a: argparse.Namespace) -> Any:
+    from ..eval import beam, locomo
+
+    if not a.data.exists():
+        raise UsageError(f"no such data directory or file: {a.data}")
+    result = beam.run(mem, a.data, retriever=a.retriever, ks=a.k, progress=not a.quiet,
+                      ablation=a.ablation)
+    if a.dump_rankings:
+        locomo.dump_rankings(result.answers[a.retriever], a.dump_rankings)
+    return _publish(result.report, result.answers, beam.markdown(result.report), a)
+
+
 def cmd_longmemeval(mem: Memory, a: argparse.Namespace) -> Any:
     from ..eval import longmemeval
 
@@ -85,6 +97,18 @@ def register(sub: Subparsers) -> None:
                     help="also score each step of the default pipeline added in turn")
     _common(sp, "1,3,5,10,20,50")
     sp.set_defaults(handler=cmd_locomo, temporary_store=True)
+    sp = which.add_parser("beam", help="BEAM evidence retrieval")
+    sp.add_argument("--data", type=Path, required=True,
+                    help="a BEAM chat directory (chat.json, probing_questions.json) or a "
+                         "directory of them")
+    sp.add_argument("--dump-rankings", type=Path,
+                    help="write the configured retriever's rankings, one line per question "
+                         "(sample_id: the chat's user id, qa_index: the question's position "
+                         "among the chat's questions in file order)")
+    sp.add_argument("--ablation", action="store_true",
+                    help="also score each step of the default pipeline added in turn")
+    _common(sp, "1,3,5,10,20,50")
+    sp.set_defaults(handler=cmd_beam, temporary_store=True)
     sp = which.add_parser("longmemeval", help="LongMemEval evidence retrieval")
     sp.add_argument("--data", type=Path, required=True, help="a LongMemEval-format JSON file")
     _common(sp, "1,3,5,10,30,50")

@@ -5,7 +5,8 @@ written); this module opens the store, runs the command and turns errors into ex
 
 Exit codes: 0 success, 1 run-time failure (for ``forget``, also an erasure left pending by
 another connection's reader: the counts are printed first), 2 invalid input or usage,
-3 not found, 4 conflict (retry), and 141 (128 + SIGPIPE, the status of a command the signal
+3 not found, 4 conflict (retry), 5 an import that left out bad messages (its result, printed
+as usual, names them), and 141 (128 + SIGPIPE, the status of a command the signal
 ended), quietly, when the reader of the output went away first (``memlane keys list |
 head -1``). Settings come from flags, then the environment (``MEMLANE_DB``,
 ``MEMLANE_TENANT``, ``MEMLANE_EMBEDDER``; for the LLM ``MEMLANE_LLM_MODEL``,
@@ -32,7 +33,9 @@ from .parser import (
     EXIT_FAILURE,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_PARTIAL,
     EXIT_USAGE,
+    Partial,
     Register,
     build,
 )
@@ -83,10 +86,12 @@ def _run(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         return _fail(exc, EXIT_FAILURE)
+    code = EXIT_PARTIAL if isinstance(result, Partial) else EXIT_OK
+    result = result.result if isinstance(result, Partial) else result
     if result is not None:
         print(getattr(args, "render", render_table)(result) if args.table
               else render_json(result), flush=True)
-    return EXIT_OK
+    return code
 
 
 def _fail(exc: Exception, code: int) -> int:

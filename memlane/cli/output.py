@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from ..exchange.jsonl import ImportReport, Tally
+from ..exchange.jsonl import ImportReport, Tally, import_report_from_dict
 from ..read.context import Context
 from ..serialize import event_to_dict, job_to_dict, message_to_dict, record_to_dict
 from ..store.base import ScopeCounts
@@ -161,3 +161,17 @@ def render_import(report: ImportReport) -> str:
              "conflicts": str(s.conflicts.messages + s.conflicts.memories)}
             for s in report.scopes]
     return "\n".join(lines) + "\n\n" + grid(rows)
+
+
+def render_import_result(result: dict[str, Any]) -> str:
+    """``memlane import``'s result: an export's report (as ``render_import``) or a
+    conversation file's counts, then each message left out and why."""
+    counts = {k: v for k, v in result.items() if k not in ("rejected", "stopped")}
+    lines = [render_import(import_report_from_dict(counts)) if "conflict_policy" in counts
+             else grid([{k: str(v) for k, v in counts.items()}])]
+    if result["rejected"]:
+        verb = "stopped at" if result["stopped"] else "left out"
+        lines.append(f"\n{verb}:\n" + grid([{k: _short(v, 60) for k, v in r.items()}
+                                               for r in result["rejected"]]))
+    return "\n".join(lines)
+

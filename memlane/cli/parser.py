@@ -16,12 +16,15 @@ import argparse
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypedDict
 
 from ..errors import UsageError
 from ..memory import Memory
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
+EXIT_PARTIAL = 5
+"""A command that did part of what it was asked: an import that left out bad messages."""
 EXIT_BROKEN_PIPE = 128 + 13
 """A reader that closed the output pipe: the status of a process ended by SIGPIPE."""
 EMBEDDERS = ("minilm", "fake")
@@ -30,6 +33,14 @@ SCOPE_FLAGS = "--user, --agent, --session"
 Handler = Callable[[Memory, argparse.Namespace], Any]
 Subparsers = Any  # argparse does not name the type of add_subparsers()' result
 Register = Callable[[Subparsers], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A handler's result for a command that did only part of what it was asked: printed as
+    any result, then the command exits with ``EXIT_PARTIAL``."""
+
+    result: Any
 
 
 class Parser(argparse.ArgumentParser):

@@ -68,7 +68,7 @@ def run(memory: Memory, data: Path, *, retriever: str = "hybrid",
         ablation: bool = False) -> LocomoRun:
     """Ingest ``data`` into ``memory`` (a fresh store) and score every retriever."""
     conversations = locomo.load(data)
-    locomo.ingest(memory, conversations, progress=progress)
+    ingested = locomo.ingest(memory, conversations, progress=progress)
     asked, skipped = questions(conversations)
     answers = {r: ask(memory, asked, r, max(ks), progress=progress)
                for r in recipes(retriever, ablation)}
@@ -84,6 +84,7 @@ def run(memory: Memory, data: Path, *, retriever: str = "hybrid",
         "ks": list(ks),
         "conversations": len(conversations),
         "turns": sum(c.turn_count for c in conversations),
+        "messages_left_out": ingested["rejected"],
         "questions_scored": len(asked),
         "skipped_no_evidence": skipped,
         "categories": CATEGORIES,

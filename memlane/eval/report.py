@@ -22,22 +22,36 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def metric_headers(ks: Sequence[int]) -> list[str]:
+    return [*(f"R@{k}" for k in ks), *(f"all@{k}" for k in ks), *(f"nDCG@{k}" for k in ks),
+            *(f"tok@{k}" for k in ks), *(f"R≤{b // 1000}k tok" for b in BUDGETS),
+            "p50 ms", "p95 ms"]
+
+
+def metric_cells(m: Mapping[str, Any], ks: Sequence[int], timing: Mapping[str, Any]) -> list[Any]:
+    """One group's recall, all-evidence hit, nDCG, tokens and recall within each budget at
+    each k, then the latency of its searches."""
+    return [*(_fmt(m[f"recall@{k}"]) for k in ks), *(_fmt(m[f"all@{k}"]) for k in ks),
+            *(_fmt(m[f"ndcg@{k}"]) for k in ks), *(round(m[f"tokens@{k}"]) for k in ks),
+            *(_fmt(m.get(f"recall_within@{b}", "-")) for b in BUDGETS),
+            timing["p50_ms"], timing["p95_ms"]]
+
+
 def retriever_table(report: Mapping[str, Any], group: str, ks: Sequence[int]) -> str:
     """One row per retriever: recall, all-evidence hit and nDCG at each k for one group."""
-    headers = ["retriever", "n", *(f"R@{k}" for k in ks), *(f"all@{k}" for k in ks),
-               *(f"nDCG@{k}" for k in ks), *(f"tok@{k}" for k in ks),
-               *(f"R≤{b // 1000}k tok" for b in BUDGETS), "p50 ms", "p95 ms"]
-    rows = []
-    for name, result in report["retrievers"].items():
-        m = result["metrics"].get(group)
-        if m is None:
-            continue
-        rows.append([name, m["n"], *(_fmt(m[f"recall@{k}"]) for k in ks),
-                     *(_fmt(m[f"all@{k}"]) for k in ks), *(_fmt(m[f"ndcg@{k}"]) for k in ks),
-                     *(round(m[f"tokens@{k}"]) for k in ks),
-                     *(_fmt(m.get(f"recall_within@{b}", "-")) for b in BUDGETS),
-                     result["latency"]["p50_ms"], result["latency"]["p95_ms"]])
-    return table(rows, headers)
+    rows = [[name, result["metrics"][group]["n"],
+             *metric_cells(result["metrics"][group], ks, result["latency"])]
+            for name, result in report["retrievers"].items() if group in result["metrics"]]
+    return table(rows, ["retriever", "n", *metric_headers(ks)])
+
+
+def group_table(report: Mapping[str, Any], retriever: str, ks: Sequence[int]) -> str:
+    """One row per group (question type) for one retriever, with each group's own latency
+    (``latency_by_group``)."""
+    result = report["retrievers"][retriever]
+    rows = [[group, m["n"], *metric_cells(m, ks, result["latency_by_group"][group])]
+            for group, m in result["metrics"].items()]
+    return table(rows, ["group", "n", *metric_headers(ks)])
 
 
 def category_table(report: Mapping[str, Any], k: int, names: Mapping[str, str]) -> str:
@@ -48,6 +62,15 @@ def category_table(report: Mapping[str, Any], k: int, names: Mapping[str, str]) 
                      for g in groups)]
             for name, r in report["retrievers"].items()]
     return table(rows, headers)
+
+
+def recall_by_group(report: Mapping[str, Any], k: int) -> str:
+    """Recall@k of each retriever (rows) in each group (columns)."""
+    groups = list(dict.fromkeys(g for r in report["retrievers"].values() for g in r["metrics"]))
+    rows = [[name, *(_fmt(r["metrics"][g][f"recall@{k}"]) if g in r["metrics"] else "-"
+                     for g in groups)]
+            for name, r in report["retrievers"].items()]
+    return table(rows, ["retriever", *groups])
 
 
 def locomo_markdown(report: Mapping[str, Any]) -> str:

@@ -86,31 +86,92 @@ def read_export(lines: Iterable[str]) -> dict[ScopeKey, Group]:
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise InvalidInputError(f"line {number} is not JSON: {exc}") from exc
-        check_unicode(json.dumps(row, ensure_ascii=False), f"line {number}")  # no \ud800
-        kind = row.pop("type", None) if isinstance(row, dict) else None
-        if not saw_header:
-            if kind != "header" or row.get("format") != FORMAT:
-                raise InvalidInputError("not a memlane export (the first line is no header)")
-            if row.get("version") != VERSION:
-                raise InvalidInputError(f"unsupported export version {row.get('version')}")
-            saw_header = True
-        elif kind == "message":
-            message = message_from_dict(row)
-            groups[_key(message)][0].append(message)
-        elif kind == "memory":
-            events = [event_from_dict(e) for e in row.pop("history", [])]
-            record = record_from_dict(row)
-            groups[_key(record)][1].append(record)
-            groups[_key(record)][2].extend(events)
+        kind, row = _entry(number, raw)
+        if saw_header:
+            _collect(groups, number, kind, row)
         else:
-            raise InvalidInputError(f"line {number}: unknown line type {kind!r}")
+            _check_header(kind, row)
+            saw_header = True
     if not saw_header:
         raise InvalidInputError("empty file: not a memlane export")
     return dict(groups)
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line of an export that ``read_export`` refuses: its number, the id it names (if
+    it names one) and why."""
+
+    number: int
+    id: str | None
+    reason: str
+
+
+def split_bad_lines(lines: Iterable[str], *, stop: bool = False) -> tuple[list[str],
+                                                                          list[BadLine]]:
+    """The lines of an export that ``read_export`` accepts, and those after the header it
+    refuses; with ``stop``, none after the first refused line is kept. A first line that is
+    no header is an InvalidInputError: the file is not an export."""
+    kept: list[str] = []
+    bad: list[BadLine] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        if not kept:
+            _check_header(*_entry(number, raw))
+            kept.append(raw)
+            continue
+        try:
+            _collect(defaultdict(lambda: ([], [], [])), number, *_entry(number, raw))
+        except InvalidInputError as exc:
+            bad.append(BadLine(number, _named_id(raw), str(exc)))
+            if stop:
+                break
+            continue
+        kept.append(raw)
+    if not kept:
+        raise InvalidInputError("empty file: not a memlane export")
+    return kept, bad
+
+
+def _entry(number: int, raw: str) -> tuple[Any, Any]:
+    """A line's type and its other fields."""
+    try:
+        row = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidInputError(f"line {number} is not JSON: {exc}") from exc
+    check_unicode(json.dumps(row, ensure_ascii=False), f"line {number}")  # no \ud800
+    kind = row.pop("type", None) if isinstance(row, dict) else None
+    return kind, row
+
+
+def _check_header(kind: Any, row: Any) -> None:
+    if kind != "header" or row.get("format") != FORMAT:
+        raise InvalidInputError("not a memlane export (the first line is no header)")
+    if row.get("version") != VERSION:
+        raise InvalidInputError(f"unsupported export version {row.get('version')}")
+
+
+def _collect(groups: dict[ScopeKey, Group], number: int, kind: Any, row: Any) -> None:
+    if kind == "message":
+        message = message_from_dict(row)
+        groups[_key(message)][0].append(message)
+    elif kind == "memory":
+        events = [event_from_dict(e) for e in row.pop("history", [])]
+        record = record_from_dict(row)
+        groups[_key(record)][1].append(record)
+        groups[_key(record)][2].extend(events)
+    else:
+        raise InvalidInputError(f"line {number}: unknown line type {kind!r}")
+
+
+def _named_id(raw: str) -> str | None:
+    try:
+        row = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    ident = row.get("id") if isinstance(row, dict) else None
+    return ident if isinstance(ident, str) else None
 
 
 def _key(item: Message | MemoryRecord) -> ScopeKey:

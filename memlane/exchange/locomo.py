@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from ..timeutil import parse_with_formats
+from .rejects import Importer, OnError
 
 if TYPE_CHECKING:
     from ..memory import Memory
@@ -124,18 +125,25 @@ def _message(where: str, turn: Any) -> dict[str, Any] | None:
 
 
 def ingest(memory: Memory, conversations: list[Conversation], *, user_prefix: str = "",
-           progress: bool = False, infer: bool = False) -> dict[str, int]:
-    """Add every session of every conversation, in order; return counts."""
+           progress: bool = False, infer: bool = False, on_error: OnError = "skip",
+           file: str | None = None) -> dict[str, Any]:
+    """Add every session of every conversation, in order; return counts, with the messages
+    ``add`` refused (left out, or with ``on_error="stop"`` the first, where the import
+    stopped; see ``rejects``). ``file`` names the file in those reports."""
     from tqdm import tqdm
 
     total = sum(c.turn_count for c in conversations)
+    importer = Importer(memory, on_error)
     stored = 0
     with tqdm(total=total, desc="import", unit="turn", disable=not progress) as bar:
         for conv in conversations:
             for session in conv.sessions:
-                added = memory.add(session.messages, user_id=user_prefix + conv.sample_id,
-                                   session_id=f"session_{session.number}",
-                                   timestamp=session.time, infer=infer)
-                stored += len(added)
+                name = f"session_{session.number}"
+                where = {**({"file": file} if file else {}), "sample": conv.sample_id,
+                         "session": name}
+                stored += importer.add(session.messages, where,
+                                       user_id=user_prefix + conv.sample_id,
+                                       session_id=name, timestamp=session.time, infer=infer)
                 bar.update(len(session.messages))
-    return {"conversations": len(conversations), "turns": total, "memories": stored}
+    return {"conversations": len(conversations), "turns": total, "memories": stored,
+            **importer.summary()}
