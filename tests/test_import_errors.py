@@ -14,11 +14,11 @@ import pytest
 
 from memlane.cli.parser import EXIT_PARTIAL
 from memlane.exchange import beam
-from memlane.write.ingest import MAX_TEXT_CHARS
+from memlane.write.ingest import MAX_MESSAGE_CHARS
 
 from .test_cli import out, plain, run
 
-TOO_LONG = "x" * (MAX_TEXT_CHARS + 1)
+TOO_LONG = "x" * (MAX_MESSAGE_CHARS + 1)
 
 
 def stored_ids(db: Path, user: str) -> list[str]:
@@ -54,7 +54,7 @@ def test_beam_import_leaves_out_the_bad_message_and_stores_the_rest(tmp_path: Pa
     assert rejected["file"] == str(chat / beam.CHAT_FILE)
     assert (rejected["sample"], rejected["session"], rejected["message"]) == (
         "beam-7", "batch-2", bad)
-    assert f"{MAX_TEXT_CHARS + 1} characters" in rejected["reason"]
+    assert f"{MAX_MESSAGE_CHARS + 1:,} characters" in rejected["reason"]
     assert result["stopped"] is False
     assert stored_ids(db, "beam-7") == [i for i in ids if i != bad]  # in the chat's order
     assert f"message {bad}: " in done.stderr and "stored the rest" in done.stderr
