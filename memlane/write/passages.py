@@ -21,9 +21,10 @@ from ..errors import InvalidInputError
 from ..ids import new_id
 from ..types import MemoryRecord, content_hash
 
-PASSAGE_CHARS = 1_000
-"""The default passage size in characters (about 250 tokens of English prose: what the
-default embedder reads of a text)."""
+PASSAGE_CHARS = 600
+"""The default passage size in characters (about 150 tokens of English prose), chosen on
+BEAM's dev chats: passages of 600, 1,000 and 1,500 characters found 0.644, 0.543 and 0.487
+of the evidence within 2,000 tokens of results (recall at 10: 0.702, 0.682, 0.690)."""
 SPAN = "span"
 """The metadata key of a passage's character span in its message: [start, end]."""
 PART = "part"
