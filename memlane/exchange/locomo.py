@@ -2,6 +2,9 @@
 
 Each sample becomes one scope; each session, in order, one ``add`` with the session's date
 as its time; each turn one message whose id is its ``dia_id`` (so evidence can be cited).
+The turns of a few sessions are embedded together before those sessions are added (one
+embedder call pads far less than one per session); each add then finds its vectors in the
+embedder's cache.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from ..timeutil import parse_with_formats
+from ..types import index_text
+from ..write.ingest import normalize
 
 if TYPE_CHECKING:
     from ..memory import Memory
 
 _SESSION = re.compile(r"session_(\d+)")
 _DATE_FORMATS = ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y")
+AHEAD = 512
+"""Turns embedded together ahead of their adds (far fewer than the embedder's cache holds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +139,38 @@ def ingest(memory: Memory, conversations: list[Conversation], *, user_prefix: st
     stored = 0
     with tqdm(total=total, desc="import", unit="turn", disable=not progress) as bar:
         for conv in conversations:
-            for session in conv.sessions:
-                added = memory.add(session.messages, user_id=user_prefix + conv.sample_id,
-                                   session_id=f"session_{session.number}",
-                                   timestamp=session.time, infer=infer)
-                stored += len(added)
-                bar.update(len(session.messages))
+            for sessions in _ahead(conv.sessions):
+                _embed_ahead(memory, sessions)
+                for session in sessions:
+                    added = memory.add(session.messages, user_id=user_prefix + conv.sample_id,
+                                       session_id=f"session_{session.number}",
+                                       timestamp=session.time, infer=infer)
+                    stored += len(added)
+                    bar.update(len(session.messages))
     return {"conversations": len(conversations), "turns": total, "memories": stored}
+
+
+def _ahead(sessions: list[Session]) -> list[list[Session]]:
+    """Consecutive sessions in groups of at most ``AHEAD`` turns (a longer session alone)."""
+    groups: list[list[Session]] = []
+    size = 0
+    for session in sessions:
+        if groups and size + len(session.messages) <= AHEAD:
+            groups[-1].append(session)
+            size += len(session.messages)
+        else:
+            groups.append([session])
+            size = len(session.messages)
+    return groups
+
+
+def _embed_ahead(memory: Memory, sessions: list[Session]) -> None:
+    """The vectors that adding ``sessions`` will ask for, computed in one call (and kept
+    in the embedder's cache)."""
+    texts = []
+    for session in sessions:
+        try:
+            texts += [index_text(m.content, m.name) for m in normalize(session.messages)]
+        except InvalidInputError:  # its add refuses it, after the sessions before it
+            continue
+    memory.embedder.embed(texts, "document")
