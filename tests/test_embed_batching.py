@@ -4,6 +4,8 @@ and long texts cut before they are tokenized; none of it changes a text's vector
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -13,8 +15,9 @@ from hypothesis import strategies as st
 
 from memlane import MiniLMEmbedder
 from memlane.embed import batching
-from memlane.embed.onnx_minilm import load_tokenizer
+from memlane.embed.onnx_minilm import _each, load_tokenizer
 from memlane.embed.truncation import head
+from memlane.errors import ModelError
 
 LENGTHS = st.lists(st.integers(3, 256), max_size=150).map(sorted)
 
@@ -125,3 +128,25 @@ def test_vectors_do_not_depend_on_the_texts_computed_with_them(
         cosines = np.sum(vectors * alone, axis=1)
         assert cosines.min() >= 1 - 1e-4
         np.testing.assert_allclose(vectors, alone, atol=1e-5)
+
+
+def test_calls_run_side_by_side_each_once_and_a_failure_is_raised() -> None:
+    done: list[int] = []
+    threads: set[str] = set()
+
+    def work(call: range) -> None:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.01)
+        done.append(call[0])
+
+    _each(work, [range(i, i + 1) for i in range(20)], 2)
+    assert sorted(done) == list(range(20)) and len(threads) == 2
+
+    def failing(call: range) -> None:
+        if call[0] == 3:
+            raise ModelError("the model failed")
+        done.append(call[0])
+
+    with pytest.raises(ModelError, match="failed"):
+        _each(failing, [range(i, i + 1) for i in range(8)], 2)
+    assert not [t for t in threading.enumerate() if t.name == "memlane-embed"]  # all stopped
