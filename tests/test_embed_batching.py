@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from memlane import MiniLMEmbedder
 from memlane.embed import batching
-from memlane.embed.onnx_minilm import _each, load_tokenizer
+from memlane.embed.onnx_minilm import load_tokenizer
 from memlane.embed.truncation import head
 from memlane.errors import ModelError
 
@@ -109,21 +109,13 @@ def texts() -> list[str]:
             "Une phrase accentuée, très longue. " * 30_000]
 
 
-def reference(embedder: MiniLMEmbedder, text: str) -> np.ndarray:
-    """The text alone, tokenized whole and truncated: one model call with no padding."""
-    session, tokenizer = embedder._load()
-    row = embedder._run(session, [tokenizer.encode(text)])[0]
-    vector: np.ndarray = row / np.linalg.norm(row)
-    return vector
-
-
 @pytest.mark.parametrize("parallel_calls", [1, 2])
 def test_vectors_do_not_depend_on_the_texts_computed_with_them(
         texts: list[str], parallel_calls: int) -> None:
     embedder = MiniLMEmbedder(threads=1, parallel_calls=parallel_calls, cache_size=0)
     together = embedder.embed(texts)
     backwards = embedder.embed(texts[::-1])[::-1]
-    alone = np.stack([reference(embedder, t) for t in texts])
+    alone = np.stack([embedder.embed([t])[0] for t in texts])  # one call each, no padding
     for vectors in (together, backwards):
         cosines = np.sum(vectors * alone, axis=1)
         assert cosines.min() >= 1 - 1e-4
@@ -139,7 +131,7 @@ def test_calls_run_side_by_side_each_once_and_a_failure_is_raised() -> None:
         time.sleep(0.01)
         done.append(call[0])
 
-    _each(work, [range(i, i + 1) for i in range(20)], 2)
+    batching.run_calls(work, [range(i, i + 1) for i in range(20)], 2)
     assert sorted(done) == list(range(20)) and len(threads) == 2
 
     def failing(call: range) -> None:
@@ -148,5 +140,5 @@ def test_calls_run_side_by_side_each_once_and_a_failure_is_raised() -> None:
         done.append(call[0])
 
     with pytest.raises(ModelError, match="failed"):
-        _each(failing, [range(i, i + 1) for i in range(8)], 2)
+        batching.run_calls(failing, [range(i, i + 1) for i in range(8)], 2)
     assert not [t for t in threading.enumerate() if t.name == "memlane-embed"]  # all stopped

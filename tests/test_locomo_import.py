@@ -9,22 +9,24 @@ from typing import Any
 import pytest
 
 from memlane import FakeEmbedder, Memory
-from memlane.embed.base import EmbedKind, Matrix
+from memlane.embed.base import Embedder, EmbedKind, Matrix
 from memlane.errors import InvalidInputError
 from memlane.exchange import locomo
 from memlane.write.ingest import MAX_TEXT_CHARS
 
 
-class Counting(FakeEmbedder):
-    """The test embedder, recording the texts of every model call."""
+class Counting(Embedder):
+    """The test embedder behind the shared cache, recording the texts of every model call."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.inner = FakeEmbedder(cache_size=0)
+        self.model_id, self.dim = self.inner.model_id, self.inner.dim
         self.calls: list[list[str]] = []
 
     def _embed(self, texts: list[str], kind: EmbedKind) -> Matrix:
         self.calls.append(list(texts))
-        return super()._embed(texts, kind)
+        return self.inner.embed(texts, kind)
 
 
 def sample(sessions: list[list[str]]) -> list[dict[str, Any]]:
@@ -60,12 +62,19 @@ def test_sessions_are_embedded_together_ahead_and_stored_as_added_one_by_one(
     found = [[(h.memory.text, round(h.score, 6)) for h in mem.search("topic 8", user_id="conv-x")]
              for mem in (ahead, one_by_one)]
     assert found[0] and found[0] == found[1]
+    ahead.close()
+    one_by_one.close()
 
 
-def test_sessions_go_ahead_in_groups_of_whole_sessions() -> None:
-    sessions = locomo.parse(sample([["x"] * 300, ["y"] * 200, ["z"] * 100, ["w"] * 600]))
-    groups = locomo._ahead(sessions[0].sessions)
-    assert [[len(s.messages) for s in group] for group in groups] == [[300, 200], [100], [600]]
+def test_sessions_go_ahead_in_groups_of_whole_sessions(tmp_path: Path) -> None:
+    sizes = [300, 200, 100, 600]
+    conversations = locomo.parse(sample([[f"s{n} t{i}" for i in range(size)]
+                                         for n, size in enumerate(sizes)]))
+    embedder = Counting()
+    mem = Memory(tmp_path / "m.db", embedder=embedder)
+    locomo.ingest(mem, conversations)
+    mem.close()
+    assert [len(call) for call in embedder.calls] == [500, 100, 600]  # AHEAD = 512 at most
 
 
 def test_a_session_the_add_refuses_comes_after_the_sessions_before_it(tmp_path: Path) -> None:
@@ -74,3 +83,4 @@ def test_a_session_the_add_refuses_comes_after_the_sessions_before_it(tmp_path: 
     with pytest.raises(InvalidInputError, match="limit"):
         locomo.ingest(mem, conversations)
     assert [text for kind, text, _ in stored(mem) if kind == "turn"] == ["fine"]
+    mem.close()

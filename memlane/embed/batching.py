@@ -1,4 +1,5 @@
-"""Model calls for texts sorted by length: which neighbours share a call. Pure functions.
+"""Model calls for texts sorted by length: which neighbours share a call (``plan``, a pure
+function), and the calls run side by side (``run_calls``).
 
 A call pads every text to the longest one in it, and the model's cost grows with the padded
 tokens; each call also costs about as much as ``RUN_TOKENS`` tokens on its own (a few
@@ -9,7 +10,9 @@ calls, the one with the least estimated cost (usually a few percent of padding).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
 
 RUN_TOKENS = 12
 """What one model call costs on top of its tokens, counted in tokens (measured on MiniLM,
@@ -51,3 +54,34 @@ def _calls(start: list[int]) -> list[range]:
 def cost(lengths: Sequence[int], calls: Sequence[range]) -> int:
     """The estimated cost of ``calls`` over ``lengths`` (sorted ascending), in tokens."""
     return sum(RUN_TOKENS + len(call) * lengths[call[-1]] for call in calls)
+
+
+def run_calls(work: Callable[[range], None], calls: Sequence[range], at_once: int) -> None:
+    """``work`` on every call, in order, by up to ``at_once`` threads (this one and helpers
+    started for the purpose); the first error is raised once all have stopped."""
+    pending = deque(calls)
+    failed: list[Exception] = []
+
+    def drain() -> None:
+        while pending and not failed:
+            try:
+                positions = pending.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                work(positions)
+            except Exception as exc:
+                failed.append(exc)
+
+    helpers = [threading.Thread(target=drain, name="memlane-embed", daemon=True)
+               for _ in range(min(at_once, len(calls)) - 1)]
+    for helper in helpers:
+        helper.start()
+    try:
+        drain()
+    finally:
+        pending.clear()
+        for helper in helpers:
+            helper.join()
+    if failed:
+        raise failed[0]

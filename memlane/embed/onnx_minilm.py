@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -80,7 +78,7 @@ class MiniLMEmbedder(Embedder):
 
         calls = sorted(batching.plan(lengths), key=lambda c: len(c) * lengths[c[-1]],
                        reverse=True)  # the costliest first, so that the last ones even out
-        _each(call, calls, self.parallel_calls)
+        batching.run_calls(call, calls, self.parallel_calls)
         return out
 
     @staticmethod
@@ -99,37 +97,6 @@ class MiniLMEmbedder(Embedder):
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
         return pooled.astype(np.float32)  # type: ignore[no-any-return]
-
-
-def _each(work: Callable[[range], None], calls: Sequence[range], at_once: int) -> None:
-    """``work`` on every call, in order, by up to ``at_once`` threads (this one and helpers
-    started for the purpose); the first error is raised once all have stopped."""
-    pending = deque(calls)
-    failed: list[Exception] = []
-
-    def drain() -> None:
-        while pending and not failed:
-            try:
-                positions = pending.popleft()
-            except IndexError:  # another thread took the last one
-                return
-            try:
-                work(positions)
-            except Exception as exc:
-                failed.append(exc)
-
-    helpers = [threading.Thread(target=drain, name="memlane-embed", daemon=True)
-               for _ in range(min(at_once, len(calls)) - 1)]
-    for helper in helpers:
-        helper.start()
-    try:
-        drain()
-    finally:
-        pending.clear()
-        for helper in helpers:
-            helper.join()
-    if failed:
-        raise failed[0]
 
 
 def onnxruntime() -> Any:
