@@ -32,6 +32,7 @@ test: lint typecheck unit
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.ingest_profile
 	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.scale --store postgres
 	$(BIN)/python -m benchmarks.quality

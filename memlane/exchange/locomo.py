@@ -2,6 +2,9 @@
 
 Each sample becomes one scope; each session, in order, one ``add`` with the session's date
 as its time; each turn one message whose id is its ``dia_id`` (so evidence can be cited).
+The turns of a few sessions are embedded together before those sessions are added (one
+embedder call pads far less than one per session); each add then finds its vectors in the
+embedder's cache.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from ..timeutil import parse_with_formats
+from ..write.ingest import normalize
+from ..write.vectors import embed_messages
 from .rejects import Importer, OnError
 
 if TYPE_CHECKING:
@@ -22,6 +27,8 @@ if TYPE_CHECKING:
 
 _SESSION = re.compile(r"session_(\d+)")
 _DATE_FORMATS = ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y")
+AHEAD = 512
+"""Turns embedded together ahead of their adds (far fewer than the embedder's cache holds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +144,45 @@ def ingest(memory: Memory, conversations: list[Conversation], *, user_prefix: st
     stored = 0
     with tqdm(total=total, desc="import", unit="turn", disable=not progress) as bar:
         for conv in conversations:
-            for session in conv.sessions:
-                name = f"session_{session.number}"
-                where = {**({"file": file} if file else {}), "sample": conv.sample_id,
-                         "session": name}
-                stored += importer.add(session.messages, where,
-                                       user_id=user_prefix + conv.sample_id,
-                                       session_id=name, timestamp=session.time, infer=infer)
-                bar.update(len(session.messages))
+            for sessions in _ahead(conv.sessions):
+                _embed_ahead(memory, sessions)
+                for session in sessions:
+                    name = f"session_{session.number}"
+                    where = {**({"file": file} if file else {}), "sample": conv.sample_id,
+                             "session": name}
+                    stored += importer.add(session.messages, where,
+                                           user_id=user_prefix + conv.sample_id,
+                                           session_id=name, timestamp=session.time,
+                                           infer=infer)
+                    bar.update(len(session.messages))
     return {"conversations": len(conversations), "turns": total, "memories": stored,
             **importer.summary()}
+
+
+def _ahead(sessions: list[Session]) -> list[list[Session]]:
+    """Consecutive sessions in groups of at most ``AHEAD`` turns (a longer session alone)."""
+    groups: list[list[Session]] = []
+    size = 0
+    for session in sessions:
+        if groups and size + len(session.messages) <= AHEAD:
+            groups[-1].append(session)
+            size += len(session.messages)
+        else:
+            groups.append([session])
+            size = len(session.messages)
+    return groups
+
+
+def _embed_ahead(memory: Memory, sessions: list[Session]) -> None:
+    """The vectors that adding ``sessions`` will ask for, computed in one call (and kept
+    in the embedder's cache); nothing for a remote memory, whose server embeds."""
+    embedder = getattr(memory, "embedder", None)
+    if embedder is None:
+        return
+    messages = []
+    for session in sessions:
+        try:
+            messages += [(m.content, m.name) for m in normalize(session.messages)]
+        except InvalidInputError:  # its add refuses it (or leaves out its bad message)
+            continue
+    embed_messages(embedder, messages)
