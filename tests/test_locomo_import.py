@@ -6,11 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from memlane import FakeEmbedder, Memory
 from memlane.embed.base import Embedder, EmbedKind, Matrix
-from memlane.errors import InvalidInputError
 from memlane.exchange import locomo
 from memlane.write.ingest import MAX_TEXT_CHARS
 
@@ -52,7 +49,8 @@ def test_sessions_are_embedded_together_ahead_and_stored_as_added_one_by_one(
     embedder = Counting()
     ahead = Memory(tmp_path / "ahead.db", embedder=embedder)
     counts = locomo.ingest(ahead, conversations)
-    assert counts == {"conversations": 1, "turns": 25, "memories": 25}
+    assert counts == {"conversations": 1, "turns": 25, "memories": 25, "rejected": [],
+                      "stopped": False}
     assert len(embedder.calls) == 1 and len(embedder.calls[0]) == 25  # one call, all turns
     one_by_one = Memory(tmp_path / "plain.db", embedder=FakeEmbedder())
     for session in conversations[0].sessions:
@@ -80,7 +78,7 @@ def test_sessions_go_ahead_in_groups_of_whole_sessions(tmp_path: Path) -> None:
 def test_a_session_the_add_refuses_comes_after_the_sessions_before_it(tmp_path: Path) -> None:
     conversations = locomo.parse(sample([["fine"], ["x" * (MAX_TEXT_CHARS + 1)], ["later"]]))
     mem = Memory(tmp_path / "m.db", embedder=FakeEmbedder())
-    with pytest.raises(InvalidInputError, match="limit"):
-        locomo.ingest(mem, conversations)
+    counts = locomo.ingest(mem, conversations, on_error="stop")
+    assert counts["stopped"] and "limit" in counts["rejected"][0]["reason"]
     assert [text for kind, text, _ in stored(mem) if kind == "turn"] == ["fine"]
     mem.close()

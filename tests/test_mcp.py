@@ -227,7 +227,7 @@ async def _bad_input(db: Path) -> None:
             ("add_memory", {"text": "x", "timestamp": "last tuesday"}, "timestamp"),
             ("add_memory", {"text": "x", "metadata": {"big": "x" * 70_000}}, "metadata"),
             ("add_memory", {"text": "x", "metadata": ["not", "an", "object"]}, "metadata"),
-            ("add_memory", {"text": "x" * 40_000}, "limit is 32000"),
+            ("add_memory", {"text": "x" * 1_048_577}, "limit is 1,048,576"),
             ("search_memory", {"query": "x", "limit": 0}, "limit must be"),
             ("search_memory", {"query": "x", "limit": 5000}, "limit must be"),
             ("search_memory", {"query": "x", "as_of": "soon"}, "as_of"),
