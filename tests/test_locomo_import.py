@@ -9,7 +9,7 @@ from typing import Any
 from memlane import FakeEmbedder, Memory
 from memlane.embed.base import Embedder, EmbedKind, Matrix
 from memlane.exchange import locomo
-from memlane.write.ingest import MAX_TEXT_CHARS
+from memlane.write.ingest import MAX_MESSAGE_CHARS
 
 
 class Counting(Embedder):
@@ -76,7 +76,7 @@ def test_sessions_go_ahead_in_groups_of_whole_sessions(tmp_path: Path) -> None:
 
 
 def test_a_session_the_add_refuses_comes_after_the_sessions_before_it(tmp_path: Path) -> None:
-    conversations = locomo.parse(sample([["fine"], ["x" * (MAX_TEXT_CHARS + 1)], ["later"]]))
+    conversations = locomo.parse(sample([["fine"], ["x" * (MAX_MESSAGE_CHARS + 1)], ["later"]]))
     mem = Memory(tmp_path / "m.db", embedder=FakeEmbedder())
     counts = locomo.ingest(mem, conversations, on_error="stop")
     assert counts["stopped"] and "limit" in counts["rejected"][0]["reason"]
