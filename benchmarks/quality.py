@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from memlane import Memory
 from memlane.eval import beam, knowledge_update, locomo, report
@@ -27,20 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beam", type=Path, default=DEFAULT_BEAM)
     args = parser.parse_args(argv)
     docs = ROOT / "docs" / "benchmarks.md"
-    with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "locomo.db") as mem:
-        run = locomo.run(mem, args.data, retriever="hybrid", ablation=True)
-    body = report.locomo_markdown(run.report)
-    report.write_outputs(run.report, body, RESULTS / "locomo", run.answers, plots=True)
-    command = "memlane eval locomo --data ../shared/data/locomo-dev.json --ablation --out DIR"
-    update_section(docs, "LoCoMo evidence retrieval (dev split)",
-                   f"Command: `{command}` (run by `make bench`)\n\n{body}")
-    with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "beam.db") as mem:
-        beam_run = beam.run(mem, args.beam, retriever="hybrid", ablation=True)
-    body = beam.markdown(beam_run.report)
-    report.write_outputs(beam_run.report, body, RESULTS / "beam", beam_run.answers, plots=True)
-    command = "memlane eval beam --data ../shared/data/beam-100k-dev --ablation --out DIR"
-    update_section(docs, "BEAM evidence retrieval (100K dev chats)",
-                   f"Command: `{command}` (run by `make bench`)\n\n{body}")
+    _evidence(docs, "locomo", "LoCoMo evidence retrieval (dev split)",
+              "memlane eval locomo --data ../shared/data/locomo-dev.json --ablation --out DIR",
+              lambda mem: locomo.run(mem, args.data, retriever="hybrid", ablation=True),
+              report.locomo_markdown)
+    _evidence(docs, "beam", "BEAM evidence retrieval (100K dev chats)",
+              "memlane eval beam --data ../shared/data/beam-100k-dev --ablation --out DIR",
+              lambda mem: beam.run(mem, args.beam, retriever="hybrid", ablation=True),
+              beam.markdown)
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "ku.db") as mem:
         ku = knowledge_update.run(mem, people=40, seed=1)
     with tempfile.TemporaryDirectory() as tmp, Memory(
@@ -53,6 +49,17 @@ def main(argv: list[str] | None = None) -> None:
         "sentences exactly (so this measures reconcile, supersede and ranking, not a real "
         "model's extraction). Command: `memlane eval knowledge-update --people 40 --seed 1 "
         "--scripted-llm`", knowledge_update.markdown(ku_llm.report)]))
+
+
+
+def _evidence(docs: Path, name: str, title: str, command: str,
+              run: Callable[[Memory], Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """One evidence benchmark on a fresh store: its results written, its section published."""
+    with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / f"{name}.db") as mem:
+        done = run(mem)
+    body = markdown(done.report)
+    report.write_outputs(done.report, body, RESULTS / name, done.answers, plots=True)
+    update_section(docs, title, f"Command: `{command}` (run by `make bench`)\n\n{body}")
 
 
 if __name__ == "__main__":

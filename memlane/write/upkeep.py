@@ -32,7 +32,7 @@ def update(store: Store, embedder: Embedder, current: MemoryRecord, text: str,
     new = replace(current, text=text, hash=content_hash(text),
                   metadata={**current.metadata, **metadata},
                   version=current.version + 1, updated_at=utcnow())
-    if new.kind == kinds.TURN:
+    if new.kind == kinds.TURN:  # its passages' vectors are cached for refresh_passages
         vector = vectors.turn_vector(embedder, new.text, new.speaker)
     else:
         vector = embedder.embed([new.index_text], "document")[0]
